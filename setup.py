@@ -1,0 +1,38 @@
+"""Install mmghost: GhostNet as an MMDetection 3.x backbone plugin."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_version():
+    namespace = {}
+    with open(osp.join(osp.dirname(__file__), 'mmghost', 'version.py')) as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
+setup(
+    name='mmghost',
+    version=read_version(),
+    description='GhostNet (CVPR 2020) as a first-class MMDetection 3.x backbone',
+    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read()
+    if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['mmghost', 'mmghost.*']),
+    python_requires='>=3.8',
+    # Ranges, not pins: a user's own environment decides. torch is deliberately absent so that pip never
+    # replaces the user's build (a bare `torch` requirement can pull a multi-GB CUDA wheel); mmcv needs it first.
+    install_requires=[
+        'mmengine>=0.10.0,<1.0',
+        'mmcv>=2.0.0,<2.2.0',
+        'mmdet>=3.3.0,<3.4.0',
+        'numpy',
+    ],
+    extras_require={
+        'tests': ['pytest>=7', 'pycocotools>=2.0.7', 'onnx>=1.15', 'onnxruntime>=1.17', 'safetensors>=0.4'],
+        'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
+        'safetensors': ['safetensors>=0.4'],
+    },
+    zip_safe=False,
+)

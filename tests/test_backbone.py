@@ -1,0 +1,278 @@
+"""GhostNet backbone: shapes, widths, counts, freezing, checkpointing, deploy mode, validation."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.analysis import get_model_complexity_info
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmghost.models import GhostBottleneck, GhostModule, GhostNet, GhostNetClassifier
+from mmdet.registry import MODELS
+
+# Channels of outputs 0-5 (stem, stride 4/8/16/32, final conv) per width, worked out by hand from
+# make_divisible(c * alpha, 4) on (16, 24, 40, 112, 160, 960).
+CHANNELS = {
+    0.5: [8, 12, 20, 56, 80, 480],
+    1.0: [16, 24, 40, 112, 160, 960],
+    1.1: [16, 28, 44, 124, 176, 1056],
+    1.3: [20, 32, 52, 144, 208, 1248],
+}
+# Spatial sizes of outputs 0-5 for each input (3x3/2 stem, then stride-2 depthwise convs with k=3 or 5).
+SIZES = {
+    (224, 224): [(112, 112), (56, 56), (28, 28), (14, 14), (7, 7), (7, 7)],
+    (225, 301): [(113, 151), (57, 76), (29, 38), (15, 19), (8, 10), (8, 10)],
+}
+
+
+@pytest.mark.parametrize('widen_factor', sorted(CHANNELS))
+@pytest.mark.parametrize('size', sorted(SIZES))
+def test_output_shapes(widen_factor, size):
+    model = GhostNet(widen_factor=widen_factor, out_indices=(0, 1, 2, 3, 4, 5)).eval()
+    assert model.out_channels == CHANNELS[widen_factor]
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, *size))
+    assert [tuple(o.shape) for o in outs] == [(1, c, h, w) for c, (h, w) in zip(CHANNELS[widen_factor],
+                                                                                 SIZES[size])]
+
+
+def test_default_outputs_and_feature_info():
+    model = GhostNet(widen_factor=1.1)
+    assert model.out_indices == (1, 2, 3, 4)
+    assert model.out_channels == [28, 44, 124, 176]
+    assert [(f['num_chs'], f['reduction'], f['module']) for f in model.feature_info] == [
+        (28, 4, 'blocks.2'), (44, 8, 'blocks.4'), (124, 16, 'blocks.6'), (176, 32, 'blocks.8')]
+    outs = model(torch.rand(2, 3, 64, 96))
+    assert [tuple(o.shape) for o in outs] == [(2, 28, 16, 24), (2, 44, 8, 12), (2, 124, 4, 6), (2, 176, 2, 3)]
+
+
+def test_built_from_mmdet_registry():
+    model = MODELS.build(dict(type='GhostNet', widen_factor=1.0, out_indices=(2, 5)))
+    assert isinstance(model, GhostNet) and model.out_channels == [40, 960]
+
+
+def test_official_block_layout():
+    """Group sizes, strides, kernels and SE placement follow the official cfgs (16 bottlenecks, 9 groups)."""
+    model = GhostNet(out_indices=(5, ))
+    groups = list(model.blocks)[:-1]
+    assert len(GhostNet().blocks) == 9  # the detection default stops before the final conv
+    assert [len(g) for g in groups] == [1, 1, 1, 1, 1, 1, 5, 1, 4]
+    blocks = [b for g in groups for b in g]
+    assert len(blocks) == 16
+    assert [b.stride for b in blocks] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]
+    assert [b.se is not None for b in blocks] == [
+        False, False, False, True, True, False, False, False, False, True, True, True, False, True, False, True]
+    assert [b.ghost1.out_channels for b in blocks] == [
+        16, 48, 72, 72, 120, 240, 200, 184, 184, 480, 672, 672, 960, 960, 960, 960]
+    # SE squeeze = make_divisible(exp * 0.25, 4); e.g. 72 -> 20, 120 -> 32, 480 -> 120, 672 -> 168.
+    assert [b.se.conv_reduce.out_channels for b in blocks if b.se is not None] == [20, 32, 120, 168, 168, 240, 240]
+
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts():
+    """Paper: GhostNet-1.0x has 5.2M parameters (trunk + 1280-d head + 1000-way classifier)."""
+    classifier = GhostNetClassifier(1.0)
+    assert _count(classifier) == 5_182_508  # timm's ghostnet_100 has exactly as many
+    assert abs(_count(classifier) / 1e6 - 5.2) < 0.05
+    # The trunk with the final 1x1 conv, and the detection backbone, which stops at the stride-32 bottlenecks.
+    assert _count(GhostNet(1.0, out_indices=(5, ))) == 2_671_428
+    assert _count(GhostNet(1.0)) == 2_515_908
+    assert _count(GhostNet(1.1)) == 3_033_722
+    # Only the stages up to the deepest output are built.
+    assert _count(GhostNet(1.0, out_indices=(0, ))) == _count(GhostNet(1.0).stem)
+
+
+def _macs(model, shape=(3, 224, 224)):
+    info = get_model_complexity_info(model.eval(), input_shape=shape, show_table=False, show_arch=False)
+    return info['flops']
+
+
+def test_flops_match_paper():
+    """mmengine counts multiply-accumulates of convs, linears, norms, pools and elementwise ops."""
+    # Paper Table 7: GhostNet-1.0x 141M FLOPs at 224x224 (the paper's "FLOPs" are multiply-adds).
+    # Measured: 148.27M (convs and the linear layer; mmengine skips BN, activations and the SE gate product).
+    classification = _macs(GhostNetClassifier(1.0))
+    assert 141e6 <= classification <= 150e6, classification
+    # Paper Table 8: GhostNet-1.1x detection backbone 164M FLOPs at 224x224. Measured: 162.82M to the
+    # stride-32 bottlenecks (the detection backbone); 172.03M with the final 1x1 conv.
+    detection = _macs(GhostNet(1.1))
+    assert abs(detection - 164e6) / 164e6 < 0.02, detection
+
+
+@pytest.mark.parametrize('ratio', [2, 3, 4])
+def test_ghost_module_compression_ratio(ratio):
+    """A Ghost module costs ~1/s of a plain conv: r = c*k*k / (c*k*k/s + (s-1)/s*d*d) ~ s*c/(s+c-1)."""
+    c = n = 128
+    k = d = 3
+    ghost = GhostModule(c, n, kernel_size=k, ratio=ratio, dw_size=d, norm_cfg=dict(type='BN'), act_cfg=None)
+    conv = nn.Conv2d(c, n, k, padding=1, bias=False)
+
+    def conv_params(m):
+        return sum(p.numel() for mod in m.modules() if isinstance(mod, nn.Conv2d) for p in mod.parameters())
+
+    def conv_macs(m):
+        info = get_model_complexity_info(m.eval(), input_shape=(c, 32, 32), show_table=False, show_arch=False)
+        return info['flops']
+
+    theory = (c * k * k) / (c * k * k / ratio + (ratio - 1) / ratio * d * d)
+    assert abs(theory - ratio * c / (ratio + c - 1)) / theory < 0.01
+    param_ratio = conv_params(conv) / conv_params(ghost)
+    flop_ratio = conv_macs(conv) / conv_macs(ghost)
+    # ceil(n / s) intrinsic maps make the measured ratio a little lower than n/s would.
+    assert abs(param_ratio - theory) / theory < 0.03, (param_ratio, theory)
+    assert abs(flop_ratio - theory) / theory < 0.06, (flop_ratio, theory)  # includes the BN's cost
+    assert abs(param_ratio - ratio) / ratio < 0.05
+
+
+@pytest.mark.parametrize('ratio,dw_size', [(2, 3), (3, 3), (4, 5), (1, 3)])
+def test_ghost_module_drop_in_for_conv(ratio, dw_size):
+    module = GhostModule(10, 30, kernel_size=3, stride=2, ratio=ratio, dw_size=dw_size)
+    out = module(torch.rand(2, 10, 17, 16))
+    assert out.shape == (2, 30, 9, 8)
+    assert module.intrinsic_channels == math.ceil(30 / ratio)
+    assert (out >= 0).all()  # ReLU on both halves by default
+    linear = GhostModule(10, 30, act_cfg=None)
+    assert (linear(torch.rand(2, 10, 8, 8)) < 0).any()
+
+
+def test_ghost_bottleneck_shapes_and_shortcut():
+    identity = GhostBottleneck(16, 48, 16)
+    assert len(identity.shortcut) == 0
+    x = torch.rand(2, 16, 20, 20)
+    assert identity(x).shape == x.shape
+    down = GhostBottleneck(16, 48, 24, kernel_size=5, stride=2, se_ratio=0.25)
+    assert len(down.shortcut) == 2 and down.se is not None
+    assert down(x).shape == (2, 24, 10, 10)
+
+
+def _stage_params(model, stage):
+    return [p for m in model._stage_modules(stage) for p in m.parameters()]
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 2, 5])
+def test_frozen_stages(frozen_stages):
+    model = GhostNet(frozen_stages=frozen_stages, out_indices=(1, 2, 3, 4, 5))
+    model.train()
+    for stage in range(6):
+        frozen = stage <= frozen_stages
+        assert all(p.requires_grad != frozen for p in _stage_params(model, stage))
+        for module in model._stage_modules(stage):
+            assert all(m.training != frozen for m in module.modules() if isinstance(m, _BatchNorm))
+    # Frozen statistics really stay put through a training forward.
+    if frozen_stages >= 0:
+        before = model.stem.bn.running_mean.clone()
+        model(torch.rand(2, 3, 64, 64))
+        assert torch.equal(before, model.stem.bn.running_mean)
+
+
+def test_norm_eval():
+    model = GhostNet(norm_eval=True)
+    model.train()
+    assert all(not m.training for m in model.modules() if isinstance(m, _BatchNorm))
+    assert all(p.requires_grad for p in model.parameters())  # norm_eval freezes statistics, not weights
+    model = GhostNet(norm_eval=False).train()
+    assert all(m.training for m in model.modules() if isinstance(m, _BatchNorm))
+
+
+def test_backward_reaches_every_trainable_parameter():
+    model = GhostNet(frozen_stages=1, out_indices=(0, 1, 2, 3, 4, 5))
+    model.train()
+    outs = model(torch.rand(2, 3, 64, 64))
+    sum(o.mean() for o in outs).backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_with_cp_same_output_and_gradients():
+    torch.manual_seed(0)
+    plain = GhostNet(widen_factor=0.5)
+    cp_model = GhostNet(widen_factor=0.5, with_cp=True)
+    cp_model.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    grads = []
+    for model in (plain, cp_model):
+        model.train()
+        inp = x.clone().requires_grad_()
+        outs = model(inp)
+        sum((o * o).mean() for o in outs).backward()
+        grads.append((outs, inp.grad, {n: p.grad for n, p in model.named_parameters()}))
+    for a, b in zip(grads[0][0], grads[1][0]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    for name, g in grads[0][2].items():
+        torch.testing.assert_close(g, grads[1][2][name], msg=name)
+
+
+def _randomize_bn(model):
+    torch.manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+@pytest.mark.parametrize('widen_factor', [1.0, 1.1])
+def test_switch_to_deploy_keeps_outputs(widen_factor):
+    model = GhostNet(widen_factor=widen_factor, out_indices=(0, 1, 2, 3, 4, 5))
+    _randomize_bn(model)
+    model.eval()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        got = model(x)
+    assert model.deploy
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    for e, g in zip(expected, got):
+        assert ((e - g).abs().max() / e.abs().max()).item() <= 1e-4
+    assert model.switch_to_deploy() is model  # idempotent
+
+
+@pytest.mark.parametrize('kwargs,exc,words', [
+    (dict(widen_factor=0), ValueError, 'widen_factor'),
+    (dict(widen_factor=-1.0), ValueError, 'widen_factor'),
+    (dict(widen_factor=float('nan')), ValueError, 'widen_factor'),
+    (dict(out_indices=(6, )), ValueError, 'range(0, 6)'),
+    (dict(out_indices=(-1, )), ValueError, 'out_indices'),
+    (dict(out_indices=()), ValueError, 'empty'),
+    (dict(out_indices=(1, 1)), ValueError, 'duplicates'),
+    (dict(out_indices=(3, 1)), ValueError, 'sorted'),
+    (dict(out_indices=3), TypeError, 'out_indices'),
+    (dict(out_indices=(1.0, )), TypeError, 'out_indices'),
+    (dict(frozen_stages=6), ValueError, 'frozen_stages'),
+    (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
+    (dict(ratio=0), ValueError, 'ratio'),
+    (dict(ratio=2.5), ValueError, 'ratio'),
+    (dict(dw_size=2), ValueError, 'dw_size'),
+    (dict(dw_size=0), ValueError, 'dw_size'),
+    (dict(norm_cfg=dict(type='NoSuchNorm')), ValueError, 'NoSuchNorm'),
+    (dict(norm_cfg='BN'), TypeError, 'norm_cfg'),
+])
+def test_bad_arguments(kwargs, exc, words):
+    with pytest.raises(exc, match=words.replace('(', r'\(').replace(')', r'\)')):
+        GhostNet(**kwargs)
+
+
+@pytest.mark.parametrize('x,words', [
+    (torch.rand(1, 1, 32, 32), '3 input channels'),
+    (torch.rand(1, 4, 32, 32), '3 input channels'),
+    (torch.rand(3, 32, 32), '4-D'),
+])
+def test_bad_input(x, words):
+    with pytest.raises(ValueError, match=words):
+        GhostNet()(x)
+
+
+@pytest.mark.parametrize('norm_cfg', [dict(type='GN', num_groups=4, requires_grad=True), dict(type='SyncBN')])
+def test_other_norms_build(norm_cfg):
+    model = GhostNet(widen_factor=1.0, norm_cfg=norm_cfg)
+    if norm_cfg['type'] == 'GN':
+        assert model(torch.rand(1, 3, 64, 64))[-1].shape == (1, 160, 2, 2)
