@@ -1,0 +1,26 @@
+# RetinaNet with a GhostNet-1.1x backbone, COCO 2017, 1x schedule: the setup of paper Table 8
+# (paper: 164M backbone FLOPs at 224x224, 26.6 COCO mAP). Measured here: 162.8M multiply-adds for this backbone
+# (tools/get_flops.py). COCO mAP of this config has not been measured by this project.
+#
+# The paper trains from an ImageNet-pretrained backbone, and detection with GhostNet does not converge well
+# without one. No public GhostNet-1.1x ImageNet weights exist: pretrain one (README, "Pretrained backbones"),
+# or use retinanet_ghostnet-1.0x_fpn.py with the public 1.0x weights. Set the path with
+# --cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from scratch with model.backbone.init_cfg=None.
+_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='GhostNet',
+        widen_factor=1.1,
+        out_indices=(1, 2, 3, 4),  # strides 4, 8, 16, 32
+        frozen_stages=0,  # the stem, as mmdet's ResNet configs freeze theirs
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=True,  # 2 images per GPU are too few for BN statistics
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/ghostnet_1.1x_imagenet.pth')),
+    # P3-P7 as in mmdet's R-50 config: the stride-4 level is not used (start_level=1).
+    neck=dict(in_channels=[28, 44, 124, 176], start_level=1, add_extra_convs='on_input', num_outs=5))
+
+# SGD lr 0.01 for 16 images (8 GPUs x 2), steps at epochs 8 and 11, linear warmup: inherited from the base.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

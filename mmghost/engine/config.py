@@ -1,0 +1,39 @@
+"""Config handling shared by tools/train.py, tools/test.py and the demo, as mmdet 3.3's tools do it."""
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def load_config(config: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """Load ``config``, merge ``--cfg-options`` and set ``work_dir`` (CLI > config > ./work_dirs/<name>).
+
+    Without CUDA a distributed launch uses gloo and a DDP wrapper that accepts CPU modules.
+    """
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        wrapper = cfg.get('model_wrapper_cfg') or {}
+        if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
+            cfg.model_wrapper_cfg = dict(
+                wrapper, type='CPUAwareDistributedDataParallel',
+                find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The default runner, or the registered one a config names with ``runner_type``."""
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
