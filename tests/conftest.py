@@ -1,8 +1,8 @@
 import os
 import sys
 
-# Let tests import helpers from tests/ (fixtures/) and tools/ as plain modules.
+# Let tests import helpers from tests/ (fixtures/), the repo root (benchmarks/) and tools/ as plain modules.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tools')):
+for path in (os.path.join(ROOT, 'tests'), ROOT, os.path.join(ROOT, 'tools')):
     if path not in sys.path:
         sys.path.insert(0, path)

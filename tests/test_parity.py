@@ -57,3 +57,16 @@ def test_reference_keys_all_used(tmp_path, reference):
     assert report.ok
     assert sorted(report.dropped) == ['classifier.bias', 'classifier.weight', 'conv_head.bias', 'conv_head.weight']
     assert len(report.loaded) == len(key_shapes) - 4
+
+
+def test_benchmark_baseline_matches_reference(reference):
+    """benchmarks/reference_ghostnet.py (the eager baseline of the speed benchmark and of
+    convert_weights --verify) loads the official keys strictly and gives the reference's features."""
+    from benchmarks.reference_ghostnet import ReferenceGhostNet
+    data, key_shapes = reference
+    model = ReferenceGhostNet(1.0)
+    model.load_state_dict(deterministic_state_dict(key_shapes), strict=True)
+    with torch.no_grad():
+        outs = model.eval()(deterministic_input())
+    for name, out in zip(FEATURES[1:5], outs):
+        assert (out - torch.from_numpy(data[name])).abs().max().item() <= 1e-5, name
