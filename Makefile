@@ -19,7 +19,7 @@ test-fast: setup
 
 # The main job: make a shapes dataset, train the demo detector on CPU, evaluate COCO mAP, draw predictions.
 demo: setup
-	@bash tools/demo.sh
+	@$(PY) tools/demo.py
 
 clean:
 	rm -rf work_dirs .pytest_cache

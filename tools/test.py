@@ -71,7 +71,7 @@ def main(argv=None):
     if args.tta:
         _add_tta(cfg)
     if args.deploy:
-        cfg.setdefault('custom_hooks', []).append(dict(type='BackboneDeployHook'))
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='BackboneDeployHook')]
 
     runner = build_runner(cfg)
     if args.out is not None:

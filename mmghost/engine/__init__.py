@@ -1,5 +1,10 @@
+from . import checkpoint_safety
 from .config import build_runner, load_config
 from .hooks import BackboneDeployHook
 from .model_wrappers import CPUAwareDistributedDataParallel
 
-__all__ = ['load_config', 'build_runner', 'BackboneDeployHook', 'CPUAwareDistributedDataParallel']
+# Safe resume (weights_only=True + allow-list), atomic checkpoints, fallback to the newest intact checkpoint.
+checkpoint_safety.apply()
+
+__all__ = ['load_config', 'build_runner', 'BackboneDeployHook', 'CPUAwareDistributedDataParallel',
+           'checkpoint_safety']

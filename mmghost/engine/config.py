@@ -25,7 +25,8 @@ def load_config(config: str,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     if launcher != 'none' and not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        env_cfg = dict(cfg.get('env_cfg', {}))
+        cfg.env_cfg = dict(env_cfg, dist_cfg=dict(env_cfg.get('dist_cfg', {}), backend='gloo'))
         wrapper = cfg.get('model_wrapper_cfg') or {}
         if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
             cfg.model_wrapper_cfg = dict(
@@ -36,4 +37,10 @@ def load_config(config: str,
 
 def build_runner(cfg: Config) -> Runner:
     """The default runner, or the registered one a config names with ``runner_type``."""
+    if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
+        # mmengine's init_dist calls torch.cuda.set_device, which a CPU build of torch lacks; a process group
+        # that already exists makes the runner skip it.
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend='gloo')
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

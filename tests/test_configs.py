@@ -1,0 +1,82 @@
+"""Every config in configs/ parses and builds; the paper configs run a forward in loss and predict modes."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from mmghost.models import GhostNet
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+PAPER = ['configs/retinanet_ghostnet_fpn.py', 'configs/faster_rcnn_ghostnet_fpn.py']
+
+
+def _build(config):
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    init_default_scope('mmdet')
+    return cfg, MODELS.build(cfg.model)
+
+
+def test_configs_found():
+    names = {osp.relpath(c, ROOT) for c in CONFIGS}
+    assert set(PAPER) <= names
+    assert 'configs/demo/retinanet_ghostnet_shapes.py' in names
+
+
+@pytest.mark.parametrize('config', [osp.relpath(c, ROOT) for c in CONFIGS])
+def test_config_builds(config):
+    cfg, model = _build(config)
+    assert cfg.custom_imports['imports'] == ['mmghost']
+    assert cfg.auto_scale_lr.base_batch_size > 0
+    if isinstance(model.backbone, GhostNet):
+        # The neck takes exactly the backbone's outputs.
+        assert list(cfg.model.neck.in_channels) == model.backbone.out_channels
+
+
+@pytest.mark.parametrize('config', PAPER)
+def test_paper_config_settings(config):
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    backbone = cfg.model.backbone
+    assert backbone.type == 'GhostNet' and backbone.widen_factor == 1.1
+    assert backbone.out_indices == (1, 2, 3, 4) and backbone.frozen_stages == 0 and backbone.norm_eval
+    assert backbone.init_cfg.type == 'Pretrained'
+    assert cfg.model.neck.in_channels == [28, 44, 124, 176]
+    assert cfg.train_cfg.max_epochs == 12
+    assert [s.get('milestones') for s in cfg.param_scheduler] == [None, [8, 11]]
+    assert cfg.optim_wrapper.optimizer.type == 'SGD' and cfg.optim_wrapper.optimizer.momentum == 0.9
+    assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+    assert cfg.optim_wrapper.optimizer.lr == (0.01 if 'retinanet' in config else 0.02)
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    resize = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'Resize'][0]
+    assert resize.scale == (1333, 800) and resize.keep_ratio
+    if 'retinanet' in config:  # P3-P7
+        assert cfg.model.neck.start_level == 1 and cfg.model.neck.num_outs == 5
+    else:  # P2-P6
+        assert cfg.model.neck.get('start_level', 0) == 0 and cfg.model.neck.num_outs == 5
+
+
+@pytest.mark.parametrize('config', PAPER)
+def test_paper_config_forward_loss_and_predict(config):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    torch.manual_seed(0)
+    _, model = _build(config)
+    h, w = 128, 160
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                         scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 20., 90., 100.]]), labels=torch.tensor([3]))
+    data = model.data_preprocessor(dict(inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
+                                        data_samples=[sample]), training=True)
+    model.train()
+    losses = model(**data, mode='loss')
+    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    model.eval()
+    with torch.no_grad():
+        results = model(**data, mode='predict')
+    assert len(results) == 1 and hasattr(results[0], 'pred_instances')
