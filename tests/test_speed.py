@@ -1,0 +1,62 @@
+"""Speed work keeps results: deploy/channels_last equality, torch.compile without graph breaks, the benchmark."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmghost.models import GhostNet
+from test_backbone import _randomize_bn
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def test_deploy_channels_last_matches_eval():
+    model = GhostNet(1.1, out_indices=(1, 2, 3, 4, 5))
+    _randomize_bn(model)
+    model.eval()
+    x = torch.rand(1, 3, 96, 160)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy().to(memory_format=torch.channels_last)
+        got = model(x.contiguous(memory_format=torch.channels_last))
+    for e, g in zip(expected, got):
+        assert ((e - g).abs().max() / e.abs().max()).item() <= 1e-4
+
+
+def test_inference_in_place_ops_leave_input_untouched():
+    model = GhostNet(0.5).eval()
+    x = torch.rand(1, 3, 64, 64)
+    before = x.clone()
+    with torch.no_grad():
+        model(x)
+    assert torch.equal(x, before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['train', 'eval', 'deploy'])
+def test_torch_compile_has_no_graph_breaks(mode):
+    model = GhostNet(1.0)
+    model.train(mode == 'train')
+    if mode == 'deploy':
+        model.switch_to_deploy()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.set_grad_enabled(mode == 'train'):
+        explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
+@pytest.mark.slow
+def test_benchmark_script_reports_every_case(tmp_path):
+    out = tmp_path / 'bench.json'
+    subprocess.run([sys.executable, 'benchmarks/benchmark.py', '--size', '64', '96', '--repeats', '2', '--warmup',
+                    '1', '--no-compile', '--out', str(out)], check=True, capture_output=True, cwd=ROOT)
+    results = json.loads(out.read_text())
+    rows = results['backbone']['fp32-b1']
+    assert {'reference', 'mmghost-eval', 'mmghost-deploy', 'mmghost-deploy-cl', 'mobilenetv2', 'resnet50',
+            'train-step-reference', 'train-step-mmghost'} <= set(rows)
+    assert rows['reference']['ratio_to_reference'] == 1.0
+    assert all(r['median_ms'] > 0 and r['min_ms'] <= r['median_ms'] <= r['max_ms'] for r in rows.values())
+    assert rows['train-step-mmghost']['saved_for_backward_mib'] > 0
