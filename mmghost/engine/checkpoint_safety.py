@@ -252,6 +252,9 @@ def _patch_saving(ckpt_mod, runner_mod) -> None:
     save_checkpoint.__doc__ = (original.__doc__ or '') + '\n    mmghost: local files are written atomically.'
     ckpt_mod.save_checkpoint = save_checkpoint
     runner_mod.save_checkpoint = save_checkpoint  # the Runner imported the name
+    import mmengine.runner
+    if hasattr(mmengine.runner, 'save_checkpoint'):  # CheckpointHook's publishing imports it from here
+        mmengine.runner.save_checkpoint = save_checkpoint
 
 
 class _DeferredRemovals:

@@ -7,32 +7,59 @@ a pickle is refused by torch before anything in it runs.
 """
 import io
 import os
+import pickle
 from typing import Any, List, Union
 
 import numpy as np
 import torch
 
+from .errors import UserFacingError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserFacingError, ValueError):
     """A checkpoint file that cannot be used; the message says why and what to do."""
 
 
 def _numpy_globals() -> List[Any]:
-    # numpy arrays and scalars pickle through these reconstructors; dtypes through their classes.
+    # numpy arrays and scalars pickle through these reconstructors; dtypes through their classes. numpy 2 moved
+    # numpy.core to numpy._core, so both names are accepted (a checkpoint may come from either version).
     try:
-        from numpy.core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy >= 2 moved them
         from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    aliases = [(fn, f'{module}.{fn.__name__}') for fn in (_reconstruct, scalar)
+               for module in ('numpy.core.multiarray', 'numpy._core.multiarray')]
     dtype_classes = [type(np.dtype(t)) for t in (
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
         np.float16, np.float32, np.float64, np.str_, np.object_)]
-    return [_reconstruct, scalar, np.ndarray, np.dtype] + dtype_classes
+    return aliases + [np.ndarray, np.dtype] + dtype_classes
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """The only ``getattr`` a checkpoint may do: fetch a statistics method of mmengine's ``HistoryBuffer``.
+
+    mmengine checkpoints pickle ``HistoryBuffer``'s statistics methods (``min``, ``max``, ``current``, ``mean``
+    and any registered with ``HistoryBuffer.register_statistics``) as ``getattr(HistoryBuffer, name)``. A plain
+    ``builtins.getattr`` in the allow-list would let a pickle reach any attribute of any allowed object.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and isinstance(name, str) and name in allowed and not name.startswith('_'):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) is not allowed in a checkpoint')
 
 
 def checkpoint_safe_globals() -> List[Any]:
-    """The classes and functions an mmengine/mmdet training checkpoint may reference, and nothing more."""
+    """The classes and functions an mmengine/mmdet training checkpoint may reference, and nothing more.
+
+    Found with ``torch.serialization.get_unsafe_globals_in_checkpoint`` on checkpoints of real training runs:
+    ``mmengine.logging.history_buffer.HistoryBuffer``, ``builtins.getattr`` (only as
+    :func:`_history_buffer_getattr`) and numpy's ``_reconstruct``/``scalar``/``ndarray``/``dtype`` (+ dtype
+    classes) for the logged values in ``message_hub``. Tensors, OrderedDicts and builtins are allowed by torch.
+    """
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer] + _numpy_globals()
+    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
 def safe_torch_load(source: Union[str, os.PathLike, io.IOBase], map_location: Any = 'cpu') -> Any:

@@ -1,0 +1,152 @@
+"""Bad inputs to the demo detector (RetinaNet + GhostNet-1.0x): odd sizes, batch 1, CPU autocast, NaN/Inf."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def model():
+    """The demo model, with mmghost's CheckedDetDataPreprocessor; score_thr=0 so predict always returns boxes."""
+    from mmengine.config import Config
+    import mmghost.datasets  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'demo', 'retinanet_ghostnet_shapes.py'))
+    cfg.model.data_preprocessor.type = 'CheckedDetDataPreprocessor'
+    cfg.model.test_cfg.update(score_thr=0.0, nms_pre=50, max_per_img=20)
+    torch.manual_seed(0)
+    m = MODELS.build(cfg.model)
+    m.init_weights()
+    return m
+
+
+def make_batch(sizes, dtype=torch.uint8, poison=None):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for i, (h, w) in enumerate(sizes):
+        img = torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=g).to(dtype)
+        if poison is not None and i == len(sizes) - 1:
+            img[1, h // 2, w // 2] = poison
+        inputs.append(img)
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.),
+                                             img_path=f'img_{i}_{h}x{w}.png'))
+        sample.gt_instances = InstanceData(bboxes=torch.tensor([[2., 3., min(w - 1, 30.), min(h - 1, 40.)]]),
+                                           labels=torch.tensor([1]))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def train_step(model, sizes, autocast_dtype=None):
+    model.train()
+    model.zero_grad()
+    data = model.data_preprocessor(make_batch(sizes), True)
+    if autocast_dtype is None:
+        losses = model.loss(data['inputs'], data['data_samples'])
+    else:
+        with torch.autocast('cpu', dtype=autocast_dtype):
+            losses = model.loss(data['inputs'], data['data_samples'])
+    total = sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
+    assert torch.isfinite(total), losses
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    return data
+
+
+def predict(model, sizes, autocast_dtype=None):
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(make_batch(sizes), False)
+        if autocast_dtype is None:
+            results = model.predict(data['inputs'], data['data_samples'])
+        else:
+            with torch.autocast('cpu', dtype=autocast_dtype):
+                results = model.predict(data['inputs'], data['data_samples'])
+    for (h, w), result in zip(sizes, results):
+        boxes = result.pred_instances.bboxes.float()
+        assert len(boxes) > 0 and torch.isfinite(boxes).all()
+        assert boxes[:, 0::2].min() >= 0 and boxes[:, 0::2].max() <= w  # clipped to the original image
+        assert boxes[:, 1::2].min() >= 0 and boxes[:, 1::2].max() <= h
+    return results
+
+
+@pytest.mark.parametrize('sizes', [[(65, 97)], [(33, 47), (70, 41)], [(64, 31)]], ids=['65x97', 'mixed', '64x31'])
+def test_odd_sizes_are_padded_to_32_and_train_and_predict(model, sizes):
+    data = train_step(model, sizes)
+    h, w = data['inputs'].shape[-2:]
+    assert h % 32 == 0 and w % 32 == 0
+    assert h >= max(s[0] for s in sizes) and w >= max(s[1] for s in sizes)
+    predict(model, sizes)
+
+
+def test_unpadded_odd_input_runs_backbone_and_neck(model):
+    model.eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 65, 97))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(9, 13), (5, 7), (3, 4)]  # ceil(65/s), ceil(97/s)
+
+
+def test_batch_of_one_trains_and_predicts(model):
+    train_step(model, [(96, 80)])
+    predict(model, [(96, 80)])
+
+
+def test_batch_of_one_with_a_32px_image_is_a_batchnorm_error_in_training(model):
+    """Deepest feature 1x1 and batch 1: BN cannot compute batch statistics (as with any BN backbone)."""
+    with pytest.raises(ValueError, match='Expected more than 1 value per channel when training'):
+        train_step(model, [(32, 32)])
+    predict(model, [(32, 32)])  # eval mode uses running statistics: fine
+    train_step(model, [(32, 32), (32, 32)])  # batch 2: fine
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+def test_cpu_autocast_trains_and_predicts(model, dtype):
+    """Needs mmghost.datasets's float32 NMS on CPU (mmcv's kernel rejects fp16/bf16)."""
+    train_step(model, [(65, 97), (64, 64)], autocast_dtype=dtype)
+    results = predict(model, [(65, 97)], autocast_dtype=dtype)
+    assert results[0].pred_instances.scores.float().max() <= 1
+
+
+@pytest.mark.parametrize('poison', [float('nan'), float('inf')], ids=['nan', 'inf'])
+def test_non_finite_input_is_refused_before_the_model_runs(model, poison):
+    from mmghost.datasets import NonFiniteInputError
+    before = copy.deepcopy(model.state_dict())
+    batch = make_batch([(64, 64), (48, 80)], dtype=torch.float32, poison=poison)
+    with pytest.raises(NonFiniteInputError, match=r'1 of 2 image\(s\): img_1_48x80.png \(1 values\)'):
+        model.data_preprocessor(batch, True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_finite_float_input_passes_the_check(model):
+    data = model.data_preprocessor(make_batch([(64, 64)], dtype=torch.float32), True)
+    assert torch.isfinite(data['inputs']).all()
+
+
+def test_nan_input_with_plain_mmdet_gives_nan_loss_caught_by_check_invalid_loss_hook(model):
+    """What mmdet alone does: the model runs, losses are NaN; CheckInvalidLossHook stops it afterwards."""
+    from mmdet.engine.hooks import CheckInvalidLossHook
+    from mmdet.models.data_preprocessors import DetDataPreprocessor
+    plain = DetDataPreprocessor(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
+                                pad_size_divisor=32)
+    model.train()
+    data = plain(make_batch([(64, 64)], dtype=torch.float32, poison=float('nan')), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    loss = sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
+    assert torch.isnan(loss)
+
+    class Runner:
+        iter = 0
+
+        class logger:
+            info = staticmethod(lambda msg: None)
+
+    with pytest.raises(AssertionError):
+        CheckInvalidLossHook(interval=1).after_train_iter(Runner, 0, outputs=dict(loss=loss))
