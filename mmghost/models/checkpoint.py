@@ -10,11 +10,14 @@ Supported sources (one code path for the backbone's ``init_cfg`` and ``tools/con
 
 mmghost builds its layers from mmcv's ``ConvModule`` (``conv``/``bn`` children), so official keys are renamed
 by :data:`OFFICIAL_TO_MMGHOST`; the numbering ``blocks.N.M`` is the same in both layouts.
+
+Entry points: :func:`load_ghostnet_checkpoint` (the backbone's ``init_cfg``), :func:`read_ghostnet_tensors` +
+:func:`convert_ghostnet_checkpoint` (``tools/convert_weights.py``, which writes mmghost-layout checkpoints).
 """
 import os
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -41,6 +44,16 @@ CLASSIFIER_PREFIXES = ('conv_head.', 'classifier.', 'fc.', 'head.')
 STEM_KEYS = {'official': 'conv_stem.weight', 'mmghost': 'stem.conv.weight'}
 # Wrappers that training frameworks put around a state dict, tried in this order.
 WRAPPER_KEYS = ('state_dict', 'model', 'model_state_dict', 'model_state', 'net', 'network')
+# Widths tried when a checkpoint does not fit, to tell the user which width it holds.
+COMMON_WIDEN_FACTORS = (0.5, 0.75, 1.0, 1.1, 1.2, 1.3, 1.5, 2.0)
+
+
+def _is_safetensors_file(path: str) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little endian), then the ``{``."""
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    return (len(head) == 9 and head[8:9] == b'{'
+            and 0 < int.from_bytes(head[:8], 'little') <= os.path.getsize(path) - 8)
 
 
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
@@ -48,7 +61,8 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint file not found: {path}')
-    if path.endswith('.safetensors'):
+    # By content too: Hugging Face downloads are sometimes renamed, and torch.load's error would be misleading.
+    if path.endswith('.safetensors') or _is_safetensors_file(path):
         try:
             from safetensors.torch import load_file
         except ImportError:
@@ -147,6 +161,9 @@ class LoadReport:
         self.missing: List[str] = []
         self.unexpected: List[str] = []
         self.mismatched: List[Tuple[str, tuple, tuple]] = []
+        self.notes: List[str] = []
+        # The width the checkpoint holds, worked out when its shapes do not fit (None: unknown).
+        self.checkpoint_widen_factor: Optional[float] = None
 
     @property
     def ok(self) -> bool:
@@ -162,6 +179,7 @@ class LoadReport:
         lines = [f'checkpoint {self.source} (layout: {self.layout}, prefix: {self.prefix!r})',
                  f'{"keys":<22}{"count":>6}  examples']
         lines += [f'{name:<22}{count:>6}  {examples}' for name, count, examples in rows]
+        lines += [f'note: {note}' for note in self.notes]
         return '\n'.join(lines)
 
     def error_message(self, widen_factor: Optional[float] = None) -> str:
@@ -170,9 +188,18 @@ class LoadReport:
             key, ckpt_shape, model_shape = self.mismatched[0]
             msg.append(f'{len(self.mismatched)} tensors have other shapes, e.g. {key}: checkpoint '
                        f'{tuple(ckpt_shape)} vs model {tuple(model_shape)}')
-            if key.startswith('stem.conv'):
-                msg.append(f'the checkpoint has a {ckpt_shape[0]}-channel stem, the model '
-                           f'(widen_factor={widen_factor}) {model_shape[0]}: a different width')
+            found = self.checkpoint_widen_factor
+            if found is not None and found != widen_factor:
+                msg.append(f'the checkpoint holds a GhostNet of width {found} (widen_factor={found}), the model has '
+                           f'width {widen_factor} (widen_factor={widen_factor}): build the model with '
+                           f'widen_factor={found} (tools/convert_weights.py --width {found}) or use weights of '
+                           f'width {widen_factor}')
+            elif found is not None:
+                msg.append(f'the channels fit width {found} like the model, so the ratio/dw_size or the network '
+                           '(e.g. GhostNetV2) differ')
+            else:
+                msg.append(f'its shapes fit no GhostNet of the usual widths {COMMON_WIDEN_FACTORS}: another '
+                           f'width than the model\'s {widen_factor} (widen_factor), or another network')
         if self.missing:
             msg.append(f'{len(self.missing)} model tensors are missing, e.g. {self.missing[:3]}')
         if self.unexpected:
@@ -201,19 +228,137 @@ def match_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor]
             report.loaded.append(key)
     # Some exports drop BN's step counter; it is not a weight, so its absence is harmless.
     report.missing = [k for k in expected if k not in state_dict and not k.endswith('num_batches_tracked')]
+    if report.mismatched:
+        report.checkpoint_widen_factor = guess_widen_factor(state_dict)
     return loadable, report
+
+
+class GhostNetTensors(NamedTuple):
+    """The GhostNet found in a checkpoint, before renaming (see :func:`read_ghostnet_tensors`)."""
+    tensors: Dict[str, torch.Tensor]  # without the prefix, in the checkpoint's own key layout
+    layout: str  # 'official' (official/timm keys) or 'mmghost'
+    prefix: str  # the prefix the keys had in the checkpoint, e.g. 'backbone.'
+    source: str  # file name, or '<dict>'
+    num_ignored: int  # tensors outside the prefix (a detector's neck and head, ...)
+
+    def mmghost_tensors(self) -> Dict[str, torch.Tensor]:
+        """The tensors with mmghost's key names."""
+        return official_to_mmghost(self.tensors) if self.layout == 'official' else self.tensors
+
+
+def read_ghostnet_tensors(checkpoint: Union[str, os.PathLike, dict],
+                          prefix: Optional[str] = None,
+                          source: Optional[str] = None) -> GhostNetTensors:
+    """Read (safely), unwrap and select the GhostNet of a checkpoint file or of an already loaded checkpoint.
+
+    Args:
+        checkpoint: A path (``.pth``/``.bin``/``.safetensors``...), a state dict or a wrapped checkpoint dict.
+        prefix: Prefix of the GhostNet keys; found from the stem key when None.
+        source: Name shown in reports; defaults to the path.
+
+    Raises:
+        CheckpointError: missing, unreadable, truncated or unsafe file, or no GhostNet inside.
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        source = source or os.fspath(checkpoint)
+        checkpoint = read_checkpoint(checkpoint)
+    state_dict = unwrap_state_dict(checkpoint)
+    tensors, layout, prefix = select_ghostnet(state_dict, prefix)
+    num_ignored = sum(not k.startswith(prefix) for k in state_dict)
+    return GhostNetTensors(tensors, layout, prefix, source or '<dict>', num_ignored)
 
 
 def prepare_ghostnet_state_dict(model: torch.nn.Module,
                                 checkpoint: Union[str, os.PathLike, dict],
                                 prefix: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], LoadReport]:
     """Read, unwrap, select and rename a GhostNet checkpoint for ``model`` (the tool's and the loader's path)."""
-    source = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else '<dict>'
-    raw = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
-    tensors, layout, prefix = select_ghostnet(unwrap_state_dict(raw), prefix)
-    if layout == 'official':
-        tensors = official_to_mmghost(tensors)
-    return match_state_dict(model, tensors, source, layout, prefix)
+    found = read_ghostnet_tensors(checkpoint, prefix)
+    return match_state_dict(model, found.mmghost_tensors(), found.source, found.layout, found.prefix)
+
+
+def guess_widen_factor(state_dict: Dict[str, torch.Tensor],
+                       candidates=COMMON_WIDEN_FACTORS) -> Optional[float]:
+    """The first of ``candidates`` that explains the channels of ``state_dict`` (mmghost layout), or None.
+
+    Used only to explain a mismatch. It compares the stem's output channels and the input channels of every
+    bottleneck and of the final 1x1 conv (each the rounded ``c * widen_factor`` of the architecture table), which
+    do not depend on ``ratio``/``dw_size`` and need no model to be built.
+    """
+    from mmghost.models.backbones.ghostnet import GhostNet, make_divisible
+    groups = [group for stage in GhostNet.arch_setting for group in stage]
+
+    def channels(widen_factor):  # key -> (dim, channels) for the given width
+        prev = make_divisible(GhostNet.stem_channels * widen_factor, 4)
+        expected = {'stem.conv.weight': (0, prev)}
+        for g, group in enumerate(groups):
+            for m, (_, _, out, _, _) in enumerate(group):
+                expected[f'blocks.{g}.{m}.ghost1.primary_conv.conv.weight'] = (1, prev)
+                prev = make_divisible(out * widen_factor, 4)
+        expected[f'blocks.{len(groups)}.0.conv.weight'] = (1, prev)
+        return expected
+
+    for widen_factor in candidates:
+        checks = [(state_dict[k], dim, c) for k, (dim, c) in channels(widen_factor).items() if k in state_dict]
+        if checks and all(t.dim() > dim and t.shape[dim] == c for t, dim, c in checks):
+            return widen_factor
+    return None
+
+
+def _stage_of(model: torch.nn.Module, key: str) -> int:
+    """The stage (0 = stem, 1-5) of an mmghost key of ``model`` (a :class:`GhostNet`)."""
+    if not key.startswith('blocks.'):
+        return 0
+    group = int(key.split('.')[1])
+    return next(stage for stage, groups in enumerate(model.stage_groups, start=1) if group in groups)
+
+
+def convert_ghostnet_checkpoint(
+        found: GhostNetTensors,
+        widen_factor: float = 1.0,
+        keep_head: bool = False) -> Tuple[Dict[str, torch.Tensor], LoadReport, torch.nn.Module]:
+    """Check every tensor of ``found`` against a GhostNet of ``widen_factor`` and return them in mmghost layout.
+
+    The tensors are matched against the whole trunk (stem, stages 1-4 and the final 1x1 conv), so the result
+    serves any ``out_indices``. A checkpoint whose GhostNet stops earlier, e.g. a detector's backbone built up to
+    stride 32 (no ``blocks.9``), is matched against a trunk of its depth instead, and the report notes which
+    ``out_indices`` the result serves; a stage that is only partly present is an error.
+
+    Args:
+        found: From :func:`read_ghostnet_tensors`.
+        widen_factor: Width of the GhostNet the weights are for.
+        keep_head: Also return the classification head (``conv_head.*``, ``classifier.*``) unchanged, for
+            :class:`GhostNetClassifier`; by default it is dropped, as detection does not use it.
+
+    Returns:
+        (mmghost-layout tensors in the model's order, the report, the GhostNet they were checked against).
+        Nothing is raised for tensors that do not fit: check ``report.ok`` and ``report.error_message()``.
+    """
+    from mmghost.models.backbones.ghostnet import GhostNet
+    tensors = found.mmghost_tensors()
+
+    def match(depth):
+        model = GhostNet(widen_factor, out_indices=tuple(range(depth + 1)))
+        return (model, ) + match_state_dict(model, tensors, found.source, found.layout, found.prefix)
+
+    model, loadable, report = match(GhostNet.num_outputs - 1)
+    if report.missing:
+        # Shrink to the stages the checkpoint has, if it has no tensor at all of the deeper ones.
+        depth = min(_stage_of(model, k) for k in report.missing) - 1
+        deeper = tuple(f'blocks.{g}.' for groups in model.stage_groups[depth:] for g in groups)
+        if depth >= 1 and not any(k.startswith(deeper) for k in tensors):
+            model, loadable, report = match(depth)
+            report.notes.append(f'the checkpoint\'s GhostNet ends at stage {depth} (no '
+                                f'{", ".join(p + "*" for p in deeper)}): the result serves out_indices up to {depth}')
+    if found.num_ignored:
+        report.notes.append(f'{found.num_ignored} tensors outside prefix {found.prefix!r} ignored (detector neck, '
+                            'head, ...)')
+    state_dict = OrderedDict((k, loadable[k]) for k in model.state_dict() if k in loadable)
+    if keep_head:
+        head = OrderedDict((k, v) for k, v in report.dropped_tensors.items() if k.startswith(CLASSIFIER_PREFIXES))
+        state_dict.update(head)
+        if head:
+            report.notes.append(f'kept for GhostNetClassifier: {_summarize(list(head))}')
+    return state_dict, report, model
 
 
 def load_ghostnet_checkpoint(model: torch.nn.Module,
