@@ -1,0 +1,88 @@
+"""tools/get_flops.py: backbone and detector FLOPs/params with mmengine's complexity analysis."""
+import json
+
+import pytest
+from mmengine.analysis import get_model_complexity_info
+
+import get_flops  # tools/get_flops.py
+from mmghost.models import GhostNet
+from mmghost.models.backbones.ghostnet import GhostNetClassifier
+
+RETINANET = 'configs/retinanet_ghostnet_fpn.py'
+
+
+def test_backbone_figures_and_stage_table():
+    result = get_flops.backbone_complexity(GhostNet(1.1))
+    # The known measurements (tests/test_backbone.py): GhostNet-1.1x to the stride-32 blocks at 224x224.
+    assert result['flops'] == 162_820_112 and round(result['flops'] / 1e6, 2) == 162.82
+    assert result['params'] == 3_033_722
+    stages = result['stages']
+    assert [s['name'] for s in stages] == ['stem', 'stage 1', 'stage 2', 'stage 3', 'stage 4']
+    assert [s['stride'] for s in stages] == [2, 4, 8, 16, 32]
+    assert [s['channels'] for s in stages] == [16, 28, 44, 124, 176]
+    assert [s['output_size'] for s in stages] == [[112, 112], [56, 56], [28, 28], [14, 14], [7, 7]]
+    assert [s['output'] for s in stages] == [False, True, True, True, True]
+    assert sum(s['flops'] for s in stages) == result['flops']
+    assert sum(s['params'] for s in stages) == result['params']
+    # The same counter as get_model_complexity_info, the entry point mmengine documents (small input: fast).
+    info = get_model_complexity_info(GhostNet(1.1).eval(), input_shape=(3, 96, 96), show_table=False,
+                                     show_arch=False)
+    small = get_flops.backbone_complexity(GhostNet(1.1), (96, 96))
+    assert info['flops'] == small['flops'] and info['params'] == small['params'] == result['params']
+
+
+def test_final_conv_and_classifier():
+    full = get_flops.backbone_complexity(GhostNet(1.1, out_indices=(5, )))
+    assert round(full['flops'] / 1e6, 2) == 172.03 and full['stages'][-1]['name'] == 'final conv'
+    classifier = get_flops.backbone_complexity(GhostNetClassifier(1.0))  # not a GhostNet: no stage table
+    assert round(classifier['flops'] / 1e6, 2) == 148.27 and classifier['params'] == 5_182_508
+    assert classifier['stages'] == []
+
+
+def test_cli_with_paper_rows(tmp_path, capsys):
+    out = tmp_path / 'flops.json'
+    result = get_flops.main([RETINANET, '--no-detector', '--paper', '--json', str(out)])
+    text = capsys.readouterr().out
+    assert 'Backbone (GhostNet) at 224x224: 162.82M FLOPs, 3,033,722 params' in text
+    assert '| stage 4 | blocks.7..8 | yes    |      176 |     32 |     7x7 |  54.80M |' in text
+    assert 'detector' not in result
+    # Paper Table 8 next to ours.
+    assert '| GhostNet 1.1x    |        164M |        162.82M |      172.03M |       3,033,722 |' in text
+    assert '| MobileNetV2 1.0x |        300M |' in text and '26.7 |' in text
+    assert '| MobileNetV3 1.0x |        219M |            n/a |' in text
+    assert '(141M, T7)' in text and 'has not been measured by this project' in text
+    saved = json.loads(out.read_text())
+    assert saved['backbone']['flops'] == 162_820_112
+    assert saved['paper_table8'][2] == dict(backbone='GhostNet 1.1x', flops=164e6, retinanet_map=26.6,
+                                            faster_rcnn_map=26.9)
+    assert [r['backbone'] for r in saved['paper_backbones']] == ['GhostNet 1.0x', 'GhostNet 1.1x',
+                                                                 'MobileNetV2 1.0x']
+
+
+def test_cli_detector_parts(capsys):
+    result = get_flops.main([RETINANET, '--shape', '64', '96'])
+    text = capsys.readouterr().out
+    assert 'Detector tensor forward (no post-processing) at 64x96:' in text
+    det = result['detector']
+    assert [p['name'] for p in det['parts']] == ['backbone', 'neck', 'bbox_head']
+    assert det['flops'] == sum(p['flops'] for p in det['parts'])
+    assert det['params'] == sum(p['params'] for p in det['parts'])
+    assert det['parts'][0]['params'] == result['backbone']['params']
+
+
+def test_two_stage_detector_and_padding(capsys):
+    result = get_flops.main(['configs/faster_rcnn_ghostnet-1.0x_fpn.py', '--shape', '100', '120'])
+    text = capsys.readouterr().out
+    assert '(100x120 padded to a multiple of 32)' in text
+    assert result['detector']['input_shape'] == [1, 3, 128, 128]
+    assert [p['name'] for p in result['detector']['parts']] == ['backbone', 'neck', 'rpn_head', 'roi_head']
+    assert all(p['flops'] > 0 for p in result['detector']['parts'])
+    assert result['backbone']['flops'] == 138_097_616  # GhostNet-1.0x
+
+
+def test_backbone_only_and_bad_shape(capsys):
+    result = get_flops.main([RETINANET, '--no-detector', '--backbone-shape', '320', '320'])
+    assert 'detector' not in result and result['backbone']['input_shape'] == [1, 3, 320, 320]
+    assert 'Detector' not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        get_flops.main([RETINANET, '--shape', '16', '16'])

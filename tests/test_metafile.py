@@ -1,0 +1,129 @@
+"""model-index.yml / configs/metafile.yml (mim style): structure, configs, and the measured figures in them.
+
+FLOPs and parameters in the metafile are what tools/get_flops.py measures; the metric values are the paper's
+and must say so in their names.
+"""
+import os.path as osp
+
+import pytest
+import yaml
+from mmengine.analysis import parameter_count
+from mmengine.config import Config
+
+import get_flops  # tools/get_flops.py
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _load(path):
+    with open(osp.join(ROOT, path)) as f:
+        return yaml.safe_load(f)
+
+
+def _models():
+    index = _load('model-index.yml')
+    collections, models = [], []
+    for path in index['Import']:
+        meta = _load(path)
+        collections += meta.get('Collections', [])
+        models += meta.get('Models', [])
+    return collections, models
+
+
+COLLECTIONS, MODELS = _models()
+IDS = [m['Name'] for m in MODELS]
+
+
+def test_index_structure():
+    assert MODELS and COLLECTIONS
+    names = {c['Name'] for c in COLLECTIONS}
+    assert len(set(IDS)) == len(IDS), 'model names must be unique'
+    for c in COLLECTIONS:
+        assert {'Name', 'Metadata'} <= set(c)
+        if 'Paper' in c:
+            assert c['Paper']['URL'] == 'https://arxiv.org/abs/1911.11907'
+    for m in MODELS:
+        assert m['In Collection'] in names, m['Name']
+        assert {'Training Data', 'Epochs', 'FLOPs', 'Parameters', 'Backbone FLOPs', 'Backbone Parameters',
+                'FLOPs Input'} <= set(m['Metadata']), m['Name']
+        for key in ('FLOPs', 'Parameters', 'Backbone FLOPs', 'Backbone Parameters'):
+            assert isinstance(m['Metadata'][key], int) and m['Metadata'][key] > 0
+        for result in m.get('Results', []):
+            assert {'Task', 'Dataset', 'Metrics'} <= set(result)
+            # We have trained nothing on COCO/ImageNet: every metric is the paper's, and labelled so.
+            assert all(name.endswith('(paper)') for name in result['Metrics']), result
+            assert result['Source'].startswith('paper')
+        assert osp.isfile(osp.join(ROOT, m.get('README', 'README.md')))
+    # Every config of the repo is listed.
+    import glob
+    configs = {osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+               if not osp.basename(osp.dirname(p)).startswith('_')}
+    missing = configs - {m['Config'] for m in MODELS}
+    assert not missing, (f'configs not in configs/metafile.yml: {sorted(missing)}; add them with the figures of '
+                         'tools/get_flops.py')
+
+
+@pytest.mark.parametrize('model', MODELS, ids=IDS)
+def test_config_parses_and_matches_metadata(model):
+    path = osp.join(ROOT, model['Config'])
+    assert osp.isfile(path)
+    cfg = Config.fromfile(path)
+    meta = model['Metadata']
+    assert cfg.train_cfg.max_epochs == meta['Epochs']
+    assert cfg.auto_scale_lr.base_batch_size == meta['Batch Size']
+    width = cfg.model.backbone.get('widen_factor', 1.0)
+    assert meta['Backbone'] == f'{cfg.model.backbone.type}-{width:.1f}x'
+    h, w = (int(s) for s in meta['FLOPs Input'].split('x')[2:])
+    assert h % 32 == 0 and w % 32 == 0
+
+
+def test_paper_figures_match_the_tools_constants():
+    paper = {row['backbone']: row for row in get_flops.PAPER_TABLE8}
+    by_name = {m['Name']: m for m in MODELS}
+    ghost = paper['GhostNet 1.1x']
+    for name, key in (('retinanet_ghostnet-1.1x_fpn_1x_coco', 'retinanet_map'),
+                      ('faster-rcnn_ghostnet-1.1x_fpn_1x_coco', 'faster_rcnn_map')):
+        m = by_name[name]
+        assert m['Metadata']['Paper Backbone FLOPs'] == ghost['flops']
+        assert m['Results'][0]['Metrics']['box AP (paper)'] == ghost[key]
+    assert (by_name['retinanet_mobilenetv2-1.0x_fpn_shapes']['Metadata']['Paper Backbone FLOPs']
+            == paper['MobileNetV2 1.0x']['flops'])
+    table7 = get_flops.PAPER_TABLE7_GHOSTNET_1X
+    m = by_name['retinanet_ghostnet-1.0x_fpn_1x_coco']
+    assert m['Metadata']['Paper Classifier FLOPs'] == table7['flops']
+    assert m['Results'][0]['Metrics']['Top 1 Accuracy (paper)'] == table7['top1']
+
+
+@pytest.mark.parametrize('model', MODELS, ids=IDS)
+def test_backbone_flops_and_params_are_the_tools(model):
+    cfg = Config.fromfile(osp.join(ROOT, model['Config']))
+    detector = get_flops.build_detector(cfg)
+    backbone = get_flops.backbone_complexity(detector.backbone)
+    assert model['Metadata']['Backbone FLOPs'] == backbone['flops']
+    assert model['Metadata']['Backbone Parameters'] == backbone['params']
+    assert model['Metadata']['Parameters'] == parameter_count(detector)['']
+
+
+def _detector_flops_check(model):
+    meta = model['Metadata']
+    h, w = (int(s) for s in meta['FLOPs Input'].split('x')[2:])
+    result = get_flops.measure(osp.join(ROOT, model['Config']), shape=(h, w))
+    assert result['detector']['input_shape'] == [1, 3, h, w]
+    assert meta['FLOPs'] == result['detector']['flops']
+    assert meta['Parameters'] == result['detector']['params']
+
+
+SMALL = [m for m in MODELS if m['Metadata']['FLOPs'] < 5e9]
+LARGE = [m for m in MODELS if m['Metadata']['FLOPs'] >= 5e9]
+
+
+@pytest.mark.parametrize('model', SMALL, ids=[m['Name'] for m in SMALL])
+def test_detector_flops_are_the_tools(model):
+    _detector_flops_check(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model', LARGE, ids=[m['Name'] for m in LARGE])
+def test_detector_flops_at_coco_size_are_the_tools(model):
+    """800x1344 detectors: 20-60 s each on 2 cores."""
+    _detector_flops_check(model)
