@@ -45,7 +45,10 @@ def test_read_log_places_val_epochs_on_the_iteration_axis(tmp_path):
     assert [r['iter'] for r in log['train']] == list(range(5, 61, 5))
     assert [(r['epoch'], r['iter']) for r in log['val']] == [(1, 20), (2, 40), (3, 60)]
     assert plot_log.loss_keys(log['train']) == ['loss', 'loss_bbox', 'loss_cls']
-    assert plot_log.metric_keys(log['val'])[:3] == ['coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75']
+    keys = plot_log.metric_keys(log['val'])
+    assert keys[:3] == ['coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75']
+    assert 'coco/bbox_mAP_s' not in keys  # COCO's -1 (no small objects) is not drawn
+    assert 'coco/bbox_mAP_m' in keys
 
 
 def test_cli_draws_the_newest_run_or_all_runs(tmp_path, capsys):

@@ -96,13 +96,18 @@ def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_metric(v):
+    """COCO writes -1 for a size range without objects: not a value to draw."""
+    return _is_number(v) and v >= 0
+
+
 def loss_keys(train: List[dict]) -> List[str]:
     keys = {k for r in train for k, v in r.items() if (k == 'loss' or k.startswith('loss_')) and _is_number(v)}
     return sorted(keys, key=lambda k: (k != 'loss', k))
 
 
 def metric_keys(val: List[dict], wanted: Optional[List[str]] = None) -> List[str]:
-    present = {k for r in val for k, v in r.items() if _is_number(v)}
+    present = {k for r in val for k, v in r.items() if _is_metric(v)}
     if wanted:
         return [k for k in wanted if k in present]
     keys = [k for k in present if 'mAP' in k or 'AP' in k.split('/')[-1]]
@@ -132,7 +137,7 @@ def plot(log: Dict[str, list], out: str, metrics: Optional[List[str]] = None, lo
 
     keys = metric_keys(val, metrics)
     for k in keys:
-        pts = [(r['iter'], r[k]) for r in val if _is_number(r.get(k))]
+        pts = [(r['iter'], r[k]) for r in val if _is_metric(r.get(k))]
         dashed = k.endswith(('_s', '_m', '_l'))
         best = max(p[1] for p in pts)
         ax_val.plot(*zip(*pts), marker='o', ms=4, ls='--' if dashed else '-', lw=1 if dashed else 1.8,
@@ -177,7 +182,7 @@ def plot(log: Dict[str, list], out: str, metrics: Optional[List[str]] = None, lo
     summary = dict(out=out, train_points=len(train), val_points=len(val), loss_keys=losses, metric_keys=keys,
                    last_loss=next((r['loss'] for r in reversed(train) if _is_number(r.get('loss'))), None))
     if keys:
-        summary['best'] = {k: max(r[k] for r in val if _is_number(r.get(k))) for k in keys}
+        summary['best'] = {k: max(r[k] for r in val if _is_metric(r.get(k))) for k in keys}
     return summary
 
 

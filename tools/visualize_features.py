@@ -141,13 +141,20 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 def select_pairs(intrinsic: torch.Tensor, ghost: torch.Tensor, num: int) -> List[dict]:
     """The ``num`` ghost maps with the liveliest sources and ghosts, in channel order, with their source.
 
-    Liveliness is the smaller of the two maps' spatial std (relative to the module's typical std), so that dead
-    (all-zero after ReLU) or flat maps are drawn only when there are no others.
+    A pair's liveliness is the smaller of its two maps' (spatial std relative to the module's typical std x
+    square root of the share of active pixels), so that dead (all-zero after ReLU), flat or nearly empty maps
+    are drawn only when there are no others.
     """
     per_source = ghost.shape[0] // intrinsic.shape[0]  # ratio - 1
     sources = torch.arange(ghost.shape[0]) // per_source
-    std_i, std_g = intrinsic.flatten(1).std(1)[sources], ghost.flatten(1).std(1)
-    spread = torch.minimum(std_i / (std_i.mean() + 1e-12), std_g / (std_g.mean() + 1e-12))
+    def liveliness(maps):  # spread relative to the module's typical spread, times the share of active pixels
+        flat = maps.flatten(1)
+        std = flat.std(1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        active = (flat - lo > 0.1 * (hi - lo + 1e-12)).float().mean(1)  # above a tenth of the map's range
+        return std / (std.mean() + 1e-12) * active.sqrt()
+
+    spread = torch.minimum(liveliness(intrinsic)[sources], liveliness(ghost))
     chosen = sorted(torch.argsort(spread, descending=True, stable=True)[:num].tolist())
     return [dict(ghost=j, source=int(sources[j]), r=_correlation(intrinsic[sources[j]], ghost[j]))
             for j in chosen]
