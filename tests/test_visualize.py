@@ -72,5 +72,7 @@ def test_config_checkpoint_and_module_choice(image, tmp_path, capsys):
     assert 'blocks.8.3.ghost2' in capsys.readouterr().out
     with pytest.raises(KeyError, match='not a Ghost module'):
         visualize_features.visualize(image, str(tmp_path), module='stem')
+    with pytest.raises(ValueError, match='not a GhostNet'):
+        visualize_features.build_backbone('configs/demo/retinanet_mobilenetv2_shapes.py')
     with pytest.raises(FileNotFoundError):
         visualize_features.visualize(str(tmp_path / 'missing.png'), str(tmp_path))

@@ -79,6 +79,8 @@ def build_backbone(config: Optional[str] = None, checkpoint: Optional[str] = Non
         backbone = MODELS.build(backbone_cfg)
         pre = cfg.model.get('data_preprocessor') or {}
         mean, std = pre.get('mean', MEAN), pre.get('std', STD)
+    if not isinstance(backbone, GhostNet):
+        raise ValueError(f'the backbone of {config} is a {type(backbone).__name__}, not a GhostNet')
     if checkpoint is not None:
         from mmghost.models.checkpoint import load_ghostnet_checkpoint
         load_ghostnet_checkpoint(backbone, checkpoint)
@@ -249,8 +251,8 @@ def visualize(image: str, out_dir: str, config=None, checkpoint=None, module=DEF
     ghost_png = draw_ghost_module(
         rgb, intrinsic, ghost, pairs,
         f'{name} {module}: each ghost map next to the intrinsic map it is made from ({weights})\n'
-        f'each map scaled to its own [min, max] (shown under its name); r = correlation of a ghost with its source', osp.join(out_dir, 'ghost_module.png'),
-        cheap_op=f'{k[0]}x{k[1]} depthwise')
+        f'each map scaled to its own [min, max] (shown under its name); r = correlation of a ghost with its source',
+        osp.join(out_dir, 'ghost_module.png'), cheap_op=f'{k[0]}x{k[1]} depthwise')
     infos = backbone.all_feature_info[:len(stages)]
     stages_png = draw_stages(
         rgb, stages, infos, topk,
