@@ -276,3 +276,27 @@ def test_other_norms_build(norm_cfg):
     model = GhostNet(widen_factor=1.0, norm_cfg=norm_cfg)
     if norm_cfg['type'] == 'GN':
         assert model(torch.rand(1, 3, 64, 64))[-1].shape == (1, 160, 2, 2)
+
+
+def test_memory_efficient_same_results_less_memory():
+    """Recomputing the cheap operations changes nothing but the activation memory kept for backward."""
+    from benchmarks.benchmark import saved_tensor_bytes
+    torch.manual_seed(0)
+    plain = GhostNet(widen_factor=0.5, memory_efficient=False)
+    efficient = GhostNet(widen_factor=0.5, memory_efficient=True)
+    efficient.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 96, 128)
+    results = []
+    for model in (plain, efficient):
+        model.train()
+        outs, saved = saved_tensor_bytes(lambda: model(x))
+        sum((o * o).mean() for o in outs).backward()
+        results.append((outs, saved, {n: p.grad for n, p in model.named_parameters()}, model.state_dict()))
+    (outs_a, saved_a, grads_a, state_a), (outs_b, saved_b, grads_b, state_b) = results
+    for a, b in zip(outs_a, outs_b):
+        torch.testing.assert_close(a, b)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
+    for name in state_a:  # running statistics moved exactly once
+        torch.testing.assert_close(state_a[name], state_b[name], msg=name)
+    assert saved_b <= 0.8 * saved_a, (saved_a, saved_b)
