@@ -43,10 +43,11 @@ DEFAULT_OPSET = 17
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Export a GhostNet backbone or detector to ONNX')
+    parser = argparse.ArgumentParser(description='Export a GhostNet backbone or detector to ONNX',
+                                     usage='%(prog)s CONFIG [CHECKPOINT] OUT.onnx [options]')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] OUT.onnx',
-                        help='optional detector checkpoint, then the output file')
+    parser.add_argument('first', metavar='CHECKPOINT', help='detector checkpoint (optional; random weights without)')
+    parser.add_argument('second', nargs='?', metavar='OUT.onnx', help='output file')
     parser.add_argument('--backbone-only', action='store_true', help='export the backbone alone')
     parser.add_argument('--deploy', action='store_true', help='fold batch norms into convs before export')
     parser.add_argument('--shape', type=int, nargs=2, default=[320, 320], metavar=('H', 'W'),
@@ -58,9 +59,9 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, as key=value pairs')
     args = parser.parse_args(argv)
-    if len(args.paths) > 2:
-        parser.error('expected [CHECKPOINT] OUT.onnx')
-    args.checkpoint, args.out = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
+    args.checkpoint, args.out = (None, args.first) if args.second is None else (args.first, args.second)
+    if not args.out.endswith('.onnx'):
+        parser.error(f'the output file must end with .onnx, got {args.out!r}')
     if min(args.shape) < 32:
         parser.error('--shape must be at least 32 pixels')
     return args
