@@ -186,6 +186,18 @@ def test_checkpoint_hook_deletes_old_and_updates_last_checkpoint_only_after_savi
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_3.pth')
 
 
+def test_previous_best_checkpoint_is_deleted_only_after_the_new_best_is_saved(tmp_path):
+    from mmengine.hooks import CheckpointHook
+    runner = _FakeRunner(tmp_path)
+    hook = CheckpointHook(interval=100, by_epoch=False, save_best='acc', rule='greater')
+    hook.before_train(runner)
+    for it, acc in ((3, 0.5), (6, 0.7)):
+        runner.iter = it
+        hook._save_best_checkpoint(runner, dict(acc=acc))
+    assert runner.saves[1][0] == 'best_acc_iter_6.pth' and 'best_acc_iter_3.pth' in runner.saves[1][1]
+    assert sorted(os.listdir(tmp_path)) == ['best_acc_iter_6.pth']
+
+
 # ------------------------------------------------------------------------------------------------- resuming
 def _ckpts(tmp_path, *steps):
     from mmengine.runner.checkpoint import save_checkpoint
