@@ -138,6 +138,10 @@ def checkpoint_problem(path: str) -> Optional[str]:
         return 'file not found'
     if osp.getsize(path) == 0:
         return 'empty file'
+    with open(path, 'rb') as f:
+        starts_like_zip = f.read(4) == b'PK\x03\x04'
+    if starts_like_zip and not zipfile.is_zipfile(path):
+        return 'truncated: the zip directory at the end of the file is missing'
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
