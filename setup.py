@@ -33,6 +33,7 @@ setup(
         'tests': ['pytest>=7', 'pycocotools>=2.0.7', 'onnx>=1.15', 'onnxruntime>=1.17', 'safetensors>=0.4'],
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'safetensors': ['safetensors>=0.4'],
+        'tensorboard': ['tensorboard'],
     },
     zip_safe=False,
 )

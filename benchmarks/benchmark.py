@@ -42,6 +42,7 @@ def parse_args(argv=None):
     parser.add_argument('--widen-factor', type=float, default=1.1)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--cases', nargs='+', help='time only these backbone cases (reference is always timed)')
     parser.add_argument('--no-compile', action='store_true', help='skip the torch.compile case')
     parser.add_argument('--no-train', action='store_true', help='skip the train-step rows')
     parser.add_argument('--detectors', action='store_true', help='also time whole RetinaNet inference')
@@ -149,6 +150,10 @@ def run_backbones(args, device, results):
     compiled = None
     if not args.no_compile and hasattr(torch, 'compile'):
         from mmghost.models import GhostNet
+        if device == 'cpu':
+            # Inference-only: lets inductor constant-fold and prepack the (already BN-folded) weights.
+            import torch._inductor.config as inductor_config
+            inductor_config.freezing = True
         compiled = GhostNet(args.widen_factor).to(device).eval().switch_to_deploy()
         compiled.to(memory_format=torch.channels_last)
         compiled = torch.compile(compiled)
@@ -168,8 +173,9 @@ def run_backbones(args, device, results):
                         return model(inp)
                 return fn
 
-            cases = {name: infer(m, x_cl if name.endswith('-cl') else x) for name, m in models.items()}
-            if compiled is not None:
+            cases = {name: infer(m, x_cl if name.endswith('-cl') else x) for name, m in models.items()
+                     if name == 'reference' or not args.cases or name in args.cases}
+            if compiled is not None and (not args.cases or 'mmghost-compile' in args.cases):
                 start = time.perf_counter()
                 infer(compiled, x_cl)()
                 results.setdefault('compile_seconds', {})[f'{dtype}-b{batch}'] = time.perf_counter() - start

@@ -7,12 +7,15 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .tensorboard import apply_tensorboard_flag
+
 
 def load_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
-    """Load ``config``, merge ``--cfg-options`` and set ``work_dir`` (CLI > config > ./work_dirs/<name>).
+    """Load ``config``, merge ``--cfg-options``, apply the ``tensorboard`` flag and set ``work_dir``
+    (CLI > config > ./work_dirs/<name>).
 
     Without CUDA a distributed launch uses gloo and a DDP wrapper that accepts CPU modules.
     """
@@ -20,6 +23,7 @@ def load_config(config: str,
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    apply_tensorboard_flag(cfg)  # `tensorboard = True` in a config or --cfg-options adds TensorBoard logging
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
