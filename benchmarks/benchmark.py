@@ -8,8 +8,8 @@ Cases (each timed with the same input, interleaved, after warm-up; median and sp
 
 * ``reference``: the baseline every ratio is taken against: timm's GhostNet if timm is importable, else
   benchmarks/reference_ghostnet.py (an unoptimised eager model with the official module structure);
-* ``mmghost-eval``, ``mmghost-deploy`` (BNs folded by ``switch_to_deploy()``), ``mmghost-deploy-cl``
-  (deploy + channels_last), ``mmghost-compile`` (deploy + channels_last + ``torch.compile``, if available);
+* ``mmghost-eval``; ``mmghost-deploy`` (``switch_to_deploy()``: BNs folded, and channels_last on CPU);
+  ``mmghost-deploy-nchw`` (BN folding only); ``mmghost-compile`` (deploy + ``torch.compile``, if available);
 * ``mobilenetv2`` and ``resnet50``: mmdet's backbones as the detection configs use them;
 * ``train-step`` rows: one forward + backward in train mode for the reference and mmghost, with the memory
   held for backward (bytes of the distinct tensors autograd saves; on GPU also the peak allocated memory);
@@ -133,14 +133,14 @@ def build_backbones(args, device):
     reference, ref_name = reference_backbone(args.widen_factor)
     models = {'reference': reference}
     models['mmghost-eval'] = GhostNet(args.widen_factor)
-    models['mmghost-deploy'] = GhostNet(args.widen_factor).eval().switch_to_deploy()
-    models['mmghost-deploy-cl'] = GhostNet(args.widen_factor).eval().switch_to_deploy()
+    models['mmghost-deploy-nchw'] = GhostNet(args.widen_factor).eval().switch_to_deploy(channels_last=False)
+    models['mmghost-deploy'] = GhostNet(args.widen_factor).eval()  # switch_to_deploy() once on the device
     models['mobilenetv2'] = MODELS.build(dict(type='MobileNetV2', out_indices=(2, 4, 6)))
     models['resnet50'] = MODELS.build(dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3)))
-    for name, model in models.items():
+    for model in models.values():
         model.to(device).eval()
-        if name.endswith('-cl'):
-            model.to(memory_format=torch.channels_last)
+    # Default deploy mode: BN folding, plus channels_last where that is the faster layout (CPU).
+    models['mmghost-deploy'].switch_to_deploy()
     return models, ref_name
 
 
@@ -154,9 +154,7 @@ def run_backbones(args, device, results):
             # Inference-only: lets inductor constant-fold and prepack the (already BN-folded) weights.
             import torch._inductor.config as inductor_config
             inductor_config.freezing = True
-        compiled = GhostNet(args.widen_factor).to(device).eval().switch_to_deploy()
-        compiled.to(memory_format=torch.channels_last)
-        compiled = torch.compile(compiled)
+        compiled = torch.compile(GhostNet(args.widen_factor).to(device).eval().switch_to_deploy())
     h, w = args.size
     for dtype in args.dtypes:
         if dtype == 'bf16' and not device.startswith('cuda'):
@@ -164,7 +162,6 @@ def run_backbones(args, device, results):
             continue
         for batch in args.batches:
             x = torch.rand(batch, 3, h, w, device=device)
-            x_cl = x.contiguous(memory_format=torch.channels_last)
             autocast = torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=dtype == 'bf16')
 
             def infer(model, inp):
@@ -173,13 +170,13 @@ def run_backbones(args, device, results):
                         return model(inp)
                 return fn
 
-            cases = {name: infer(m, x_cl if name.endswith('-cl') else x) for name, m in models.items()
+            cases = {name: infer(m, x) for name, m in models.items()
                      if name == 'reference' or not args.cases or name in args.cases}
             if compiled is not None and (not args.cases or 'mmghost-compile' in args.cases):
                 start = time.perf_counter()
-                infer(compiled, x_cl)()
+                infer(compiled, x)()
                 results.setdefault('compile_seconds', {})[f'{dtype}-b{batch}'] = time.perf_counter() - start
-                cases['mmghost-compile'] = infer(compiled, x_cl)
+                cases['mmghost-compile'] = infer(compiled, x)
             if device.startswith('cuda'):
                 torch.cuda.reset_peak_memory_stats()
             times = time_cases(cases, device, args.repeats, args.warmup)
@@ -239,7 +236,8 @@ def run_detectors(args, device, results):
     image = (np.random.RandomState(0).rand(800, 1333, 3) * 255).astype(np.uint8)
     cases = {}
     for name, (config, model_override) in variants.items():
-        cfg = Config.fromfile(config)
+        # mmdet:: paths resolve only as a _base_.
+        cfg = Config.fromstring(f'_base_ = {config!r}\n', file_format='.py')
         if model_override:
             cfg.merge_from_dict(dict(model=model_override))
         cfg.model.backbone.init_cfg = None
@@ -252,7 +250,7 @@ def run_detectors(args, device, results):
     results['detectors'] = rows
 
 
-def print_table(results):
+def print_backbones(results):
     print(f"\n{results['machine']}; torch {results['torch']}; {results['threads']} threads; "
           f"input {results['size']}; GhostNet {results['widen_factor']}x; reference: {results['reference']}")
     for key, rows in results['backbone'].items():
@@ -262,6 +260,9 @@ def print_table(results):
             saved = f"{r['saved_for_backward_mib']:.0f}" if 'saved_for_backward_mib' in r else ''
             print(f"{name:<24}{r['median_ms']:>11.1f}{r['min_ms']:>9.1f}{r['max_ms']:>9.1f}"
                   f"{r['images_per_s']:>9.2f}{r['ratio_to_reference']:>8.2f}{saved:>11}")
+
+
+def print_detectors(results):
     if 'detectors' in results:
         print('\nwhole RetinaNet inference, one 800x1333 image')
         for name, r in results['detectors'].items():
@@ -280,9 +281,10 @@ def main(argv=None):
     results = dict(machine=machine, torch=torch.__version__, threads=torch.get_num_threads(),
                    size=list(args.size), widen_factor=args.widen_factor, repeats=args.repeats, backbone={})
     run_backbones(args, device, results)
+    print_backbones(results)
     if args.detectors:
         run_detectors(args, device, results)
-    print_table(results)
+        print_detectors(results)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=1)
