@@ -2,9 +2,12 @@
 # (paper: 164M backbone FLOPs at 224x224, 26.9 COCO mAP). COCO mAP of this config has not been measured by this
 # project. Pretrained weights: see the note in retinanet_ghostnet_fpn.py and the README.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+# mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
+# data preprocessor; both are mmdet's CocoDataset / DetDataPreprocessor otherwise.
+custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
 
 model = dict(
+    data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
     backbone=dict(
         _delete_=True,
         type='GhostNet',
@@ -19,3 +22,6 @@ model = dict(
 
 # SGD lr 0.02 for 16 images (8 GPUs x 2), steps at epochs 8 and 11, linear warmup: inherited from the base.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+test_dataloader = val_dataloader

@@ -7,9 +7,12 @@
 # or use retinanet_ghostnet-1.0x_fpn.py with the public 1.0x weights. Set the path with
 # --cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from scratch with model.backbone.init_cfg=None.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+# mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
+# data preprocessor; both are mmdet's CocoDataset / DetDataPreprocessor otherwise.
+custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
 
 model = dict(
+    data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
     backbone=dict(
         _delete_=True,
         type='GhostNet',
@@ -24,3 +27,6 @@ model = dict(
 
 # SGD lr 0.01 for 16 images (8 GPUs x 2), steps at epochs 8 and 11, linear warmup: inherited from the base.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+test_dataloader = val_dataloader

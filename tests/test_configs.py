@@ -30,7 +30,7 @@ def test_configs_found():
 @pytest.mark.parametrize('config', [osp.relpath(c, ROOT) for c in CONFIGS])
 def test_config_builds(config):
     cfg, model = _build(config)
-    assert cfg.custom_imports['imports'] == ['mmghost']
+    assert cfg.custom_imports['imports'][0] == 'mmghost'
     assert cfg.auto_scale_lr.base_batch_size > 0
     if isinstance(model.backbone, GhostNet):
         # The neck takes exactly the backbone's outputs.
@@ -80,3 +80,12 @@ def test_paper_config_forward_loss_and_predict(config):
     with torch.no_grad():
         results = model(**data, mode='predict')
     assert len(results) == 1 and hasattr(results[0], 'pred_instances')
+
+
+@pytest.mark.parametrize('config', PAPER + ['configs/demo/retinanet_ghostnet_shapes.py'])
+def test_configs_use_the_data_safety_net(config):
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    assert 'mmghost.datasets' in cfg.custom_imports['imports']
+    assert cfg.model.data_preprocessor.type == 'CheckedDetDataPreprocessor'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.type == 'SafeCocoDataset', loader

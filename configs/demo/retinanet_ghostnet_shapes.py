@@ -1,7 +1,9 @@
 # The demo detector: RetinaNet with a GhostNet-1.0x backbone trained from scratch on the generated shapes
 # dataset (tools/make_shapes_dataset.py), small enough to train in minutes on 2 CPU cores (make demo).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+# mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
+# data preprocessor.
+custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
 
 data_root = 'data/shapes/'
 classes = ('circle', 'square', 'triangle')
@@ -10,6 +12,7 @@ max_epochs = 12
 batch_size = 8
 
 model = dict(
+    data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
     backbone=dict(
         _delete_=True,
         type='GhostNet',
@@ -47,6 +50,7 @@ train_dataloader = dict(
     persistent_workers=True,
     batch_sampler=None,
     dataset=dict(
+        type='SafeCocoDataset',
         data_root=data_root,
         metainfo=dict(classes=classes),
         ann_file='annotations/instances_train.json',
@@ -57,6 +61,7 @@ val_dataloader = dict(
     batch_size=8,
     num_workers=1,
     dataset=dict(
+        type='SafeCocoDataset',
         data_root=data_root,
         metainfo=dict(classes=classes),
         ann_file='annotations/instances_val.json',
