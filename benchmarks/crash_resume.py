@@ -28,7 +28,10 @@ import tempfile
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'retinanet_ghostnet_shapes.py')
+if ROOT not in sys.path:  # run as a script: benchmarks.tiny_config (and mmghost) from the repo root
+    sys.path.insert(0, ROOT)
+from benchmarks.tiny_config import tiny_config_text  # noqa: E402
+
 PROGRESS_FILE = 'crash_progress.txt'
 
 # ------------------------------------------------------------------------- the hook the trained config loads
@@ -54,34 +57,6 @@ except ImportError:  # only the driver side is used
     pass
 
 
-CONFIG_TEMPLATE = '''_base_ = {demo!r}
-custom_imports = dict(imports=['mmghost', 'benchmarks.crash_resume'], allow_failed_imports=False)
-size = {size}
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(size, size), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root={data_root!r}, pipeline=train_pipeline))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_cfg = None
-test_evaluator = None
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={max_iters}, val_interval=10**9)
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end={max_iters})]
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(by_epoch=False, interval={interval}, max_keep_ckpts=2))
-log_processor = dict(by_epoch=False, window_size=1)
-custom_hooks = [dict(type='CrashTestProgressHook')]
-randomness = dict(seed=0)
-'''
-
-
 def make_dataset(out: str, images: int = 16, size: int = 96, seed: int = 0) -> str:
     subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_shapes_dataset.py'), out, '--train',
                     str(images), '--val', '1', '--seed', str(seed), '--size', str(size)],
@@ -91,8 +66,11 @@ def make_dataset(out: str, images: int = 16, size: int = 96, seed: int = 0) -> s
 
 def write_config(path: str, data_root: str, max_iters: int, interval: int, size: int = 96) -> str:
     with open(path, 'w') as f:
-        f.write(CONFIG_TEMPLATE.format(demo=DEMO_CONFIG, data_root=data_root.rstrip('/') + '/', size=size,
-                                       max_iters=max_iters, interval=interval))
+        f.write(tiny_config_text(data_root, iters=max_iters, size=size, batch_size=2, flip=True,
+                                 checkpoint_interval=interval, max_keep_ckpts=2, warmup_iters=max_iters,
+                                 imports=['mmghost', 'mmghost.datasets', 'benchmarks.crash_resume'], log_window=1,
+                                 extra="custom_hooks = [dict(type='CrashTestProgressHook')]\n"
+                                       'randomness = dict(seed=0)\n'))
     return path
 
 

@@ -1,6 +1,5 @@
 """Bad data gets a clear message, not a deep traceback, and does not lose the run (SafeCocoDataset)."""
 import json
-import logging
 import os
 import os.path as osp
 import subprocess
@@ -8,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from benchmarks.tiny_config import tiny_config_text
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('circle', 'square', 'triangle')
@@ -53,41 +54,24 @@ def build(root, test_mode=False, filter_empty_gt=True, **kwargs):
         filter_cfg=dict(filter_empty_gt=filter_empty_gt), pipeline=PIPELINE, **kwargs))
 
 
-@pytest.fixture
-def log_lines():
-    """Warning lines printed through mmengine's logger while the test runs."""
-    from mmengine.logging import MMLogger
-    lines = []
-
-    class Handler(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Handler(level=logging.WARNING)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
-
-
 def kinds(ds):
     return [kind for kind, _ in ds.problems]
 
 
-def test_clean_dataset_has_no_problems(tmp_path, log_lines):
+def test_clean_dataset_has_no_problems(tmp_path, logged_warnings):
     make_coco(tmp_path)
     ds = build(tmp_path)
-    assert len(ds) == 4 and ds.problems == [] and log_lines == []
+    assert len(ds) == 4 and ds.problems == [] and logged_warnings == []
     assert ds[0]['data_samples'].gt_instances.bboxes.shape == (1, 4)
 
 
-def test_missing_image_file_is_skipped_with_one_warning(tmp_path, log_lines):
+def test_missing_image_file_is_skipped_with_one_warning(tmp_path, logged_warnings):
     make_coco(tmp_path)
     os.remove(tmp_path / 'img' / '2.png')
     ds = build(tmp_path)
     assert len(ds) == 3
     assert kinds(ds) == ['bad images']
-    assert [line for line in log_lines if '2.png' in line and 'not found' in line]
+    assert [line for line in logged_warnings if '2.png' in line and 'not found' in line]
 
 
 def test_missing_image_in_test_mode_stops_before_evaluation(tmp_path):
@@ -98,15 +82,15 @@ def test_missing_image_in_test_mode_stops_before_evaluation(tmp_path):
         build(tmp_path, test_mode=True)
 
 
-def test_corrupt_image_skipped_at_load_with_verify_images(tmp_path, log_lines):
+def test_corrupt_image_skipped_at_load_with_verify_images(tmp_path, logged_warnings):
     make_coco(tmp_path)
     (tmp_path / 'img' / '1.png').write_bytes(b'\x89PNG\r\n\x1a\n this is not an image')
     ds = build(tmp_path, verify_images=True)
     assert len(ds) == 3 and kinds(ds) == ['bad images']
-    assert any('1.png' in line and 'decoded' in line for line in log_lines)
+    assert any('1.png' in line and 'decoded' in line for line in logged_warnings)
 
 
-def test_corrupt_image_skipped_during_training(tmp_path, log_lines):
+def test_corrupt_image_skipped_during_training(tmp_path, logged_warnings):
     make_coco(tmp_path)
     (tmp_path / 'img' / '0.png').write_bytes(b'garbage bytes')
     ds = build(tmp_path)  # verify_images=False: found when first read
@@ -115,7 +99,7 @@ def test_corrupt_image_skipped_during_training(tmp_path, log_lines):
         sample = ds[0]
         assert not sample['data_samples'].img_path.endswith('0.png')
     assert kinds(ds) == ['bad images']
-    assert sum('0.png' in line for line in log_lines) == 1
+    assert sum('0.png' in line for line in logged_warnings) == 1
 
 
 def test_corrupt_image_in_test_mode_is_a_clear_error(tmp_path):
@@ -135,7 +119,7 @@ def test_pipeline_bug_on_a_good_image_keeps_its_traceback(tmp_path):
         ds[0]
 
 
-def test_zero_and_negative_size_boxes_are_skipped(tmp_path, log_lines):
+def test_zero_and_negative_size_boxes_are_skipped(tmp_path, logged_warnings):
     anns = [dict(id=1, image_id=1, category_id=1, bbox=[8, 8, 0, 10], area=0, iscrowd=0),
             dict(id=2, image_id=1, category_id=1, bbox=[8, 8, -5, 10], area=-50, iscrowd=0),
             dict(id=3, image_id=1, category_id=2, bbox=[8, 8, 0.5, 10], area=5, iscrowd=0),
@@ -144,17 +128,17 @@ def test_zero_and_negative_size_boxes_are_skipped(tmp_path, log_lines):
     ds = build(tmp_path)
     assert kinds(ds) == ['zero/negative-size boxes'] * 3
     assert [i['bbox'] for i in ds.get_data_info(0)['instances']] == [[8, 8, 18, 18]]
-    assert sum('annotation' in line and 'size' in line for line in log_lines) == 3
+    assert sum('annotation' in line and 'size' in line for line in logged_warnings) == 3
 
 
-def test_boxes_outside_the_image_skipped_or_clipped(tmp_path, log_lines):
+def test_boxes_outside_the_image_skipped_or_clipped(tmp_path, logged_warnings):
     anns = [dict(id=1, image_id=1, category_id=1, bbox=[100, 100, 10, 10], area=100, iscrowd=0),  # outside
             dict(id=2, image_id=1, category_id=1, bbox=[-10, 50, 30, 30], area=900, iscrowd=0)]  # partly
     make_coco(tmp_path, n_images=1, anns=anns)
     ds = build(tmp_path)
     assert kinds(ds) == ['boxes outside the image', 'boxes clipped']
     assert [i['bbox'] for i in ds.get_data_info(0)['instances']] == [[0, 50, 20, 64]]
-    assert any('annotation 1 of img/0.png' in line and 'outside' in line for line in log_lines)
+    assert any('annotation 1 of img/0.png' in line and 'outside' in line for line in logged_warnings)
 
 
 def test_malformed_bbox_is_skipped(tmp_path):
@@ -166,14 +150,14 @@ def test_malformed_bbox_is_skipped(tmp_path):
     assert kinds(ds) == ['malformed boxes'] * 2 and len(ds.get_data_info(0)['instances']) == 1
 
 
-def test_unknown_category_id_is_skipped(tmp_path, log_lines):
+def test_unknown_category_id_is_skipped(tmp_path, logged_warnings):
     anns = [dict(id=1, image_id=1, category_id=99, bbox=[8, 8, 10, 10], area=100, iscrowd=0),
             dict(id=2, image_id=1, category_id=3, bbox=[8, 8, 10, 10], area=100, iscrowd=0)]
     make_coco(tmp_path, n_images=1, anns=anns)
     ds = build(tmp_path)
     assert kinds(ds) == ['unknown category ids']
     assert [i['bbox_label'] for i in ds.get_data_info(0)['instances']] == [2]
-    assert any('category_id 99' in line for line in log_lines)
+    assert any('category_id 99' in line for line in logged_warnings)
 
 
 def test_category_outside_selected_classes_is_dropped_silently(tmp_path):
@@ -186,11 +170,11 @@ def test_category_outside_selected_classes_is_dropped_silently(tmp_path):
     assert ds.problems == [] and len(ds.get_data_info(0)['instances']) == 1
 
 
-def test_images_without_objects_follow_filter_empty_gt(tmp_path, log_lines):
+def test_images_without_objects_follow_filter_empty_gt(tmp_path, logged_warnings):
     anns = [dict(id=1, image_id=1, category_id=1, bbox=[8, 8, 10, 10], area=100, iscrowd=0)]
     make_coco(tmp_path, n_images=3, anns=anns)
     assert len(build(tmp_path, filter_empty_gt=True)) == 1
-    assert any('2 of 3 images' in line and 'dropped from training' in line for line in log_lines)
+    assert any('2 of 3 images' in line and 'dropped from training' in line for line in logged_warnings)
     assert len(build(tmp_path, filter_empty_gt=False)) == 3
     assert len(build(tmp_path, test_mode=True)) == 3
 
@@ -230,37 +214,22 @@ def test_no_usable_image_left_stops_before_training(tmp_path):
         build(tmp_path)
 
 
-def test_warnings_are_capped(tmp_path, log_lines):
+def test_warnings_are_capped(tmp_path, logged_warnings):
     anns = [dict(id=i, image_id=1, category_id=99, bbox=[8, 8, 10, 10], area=100, iscrowd=0) for i in range(1, 30)]
     anns.append(dict(id=30, image_id=1, category_id=1, bbox=[8, 8, 10, 10], area=100, iscrowd=0))
     make_coco(tmp_path, n_images=1, anns=anns)
     ds = build(tmp_path, max_warnings=5)
     assert len(ds.problems) == 29
-    assert sum('category_id 99' in line for line in log_lines) == 5
-    assert any('24 more data problems not shown' in line for line in log_lines)
+    assert sum('category_id 99' in line for line in logged_warnings) == 5
+    assert any('24 more data problems not shown' in line for line in logged_warnings)
 
 
 # ------------------------------------------------------------------------------------------------ end to end
 def _train_config(tmp_path, data_root, ann_file='annotations/train.json', iters=4):
     cfg = tmp_path / 'bad_data_cfg.py'
-    cfg.write_text(f'''_base_ = {osp.join(ROOT, 'configs', 'demo', 'retinanet_ghostnet_shapes.py')!r}
-custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
-train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
-                  dict(type='Resize', scale=(64, 64), keep_ratio=True), dict(type='PackDetInputs')]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(type='SafeCocoDataset', data_root={str(data_root) + '/'!r},
-                                     ann_file={ann_file!r}, pipeline=train_pipeline))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = None
-test_cfg = None
-test_evaluator = None
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters}, val_interval=10**9)
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval={iters}))
-log_processor = dict(by_epoch=False)
-''')
+    cfg.write_text(tiny_config_text(data_root, iters=iters, size=64, batch_size=2, checkpoint_interval=iters,
+                                    imports=['mmghost', 'mmghost.datasets'],
+                                    train_dataset=dict(type='SafeCocoDataset', ann_file=ann_file)))
     return str(cfg)
 
 

@@ -1,5 +1,4 @@
 """Safe resume (weights_only=True + allow-list), atomic checkpoints and the fallback to an intact checkpoint."""
-import logging
 import os
 import os.path as osp
 import subprocess
@@ -208,31 +207,15 @@ def _ckpts(tmp_path, *steps):
     return [str(tmp_path / f'iter_{s}.pth') for s in steps]
 
 
-@pytest.fixture
-def warnings_logged():
-    from mmengine.logging import MMLogger
-    lines = []
-
-    class Handler(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Handler(level=logging.WARNING)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
-
-
-def test_resume_uses_last_checkpoint_when_intact(tmp_path, warnings_logged):
+def test_resume_uses_last_checkpoint_when_intact(tmp_path, logged_warnings):
     from mmengine.runner.runner import find_latest_checkpoint
     a, b = _ckpts(tmp_path, 4, 8)
     (tmp_path / 'last_checkpoint').write_text(a)
     assert find_latest_checkpoint(str(tmp_path)) == a  # last_checkpoint is the truth when intact
-    assert warnings_logged == []
+    assert logged_warnings == []
 
 
-def test_damaged_last_checkpoint_falls_back_to_newest_intact(tmp_path, warnings_logged):
+def test_damaged_last_checkpoint_falls_back_to_newest_intact(tmp_path, logged_warnings):
     from mmengine.runner.runner import find_latest_checkpoint
     a, b, c = _ckpts(tmp_path, 4, 8, 12)
     data = open(c, 'rb').read()
@@ -240,7 +223,7 @@ def test_damaged_last_checkpoint_falls_back_to_newest_intact(tmp_path, warnings_
     (tmp_path / 'last_checkpoint').write_text(c)
     assert find_latest_checkpoint(str(tmp_path)) == b
     assert any('iter_12.pth, which is damaged' in line and 'resuming from the newest intact checkpoint' in line
-               and 'iter_8.pth' in line for line in warnings_logged)
+               and 'iter_8.pth' in line for line in logged_warnings)
 
 
 def test_flipped_byte_is_detected(tmp_path):
@@ -251,55 +234,34 @@ def test_flipped_byte_is_detected(tmp_path):
     assert 'corrupt' in cs.checkpoint_problem(a)
 
 
-def test_missing_or_empty_last_checkpoint_falls_back(tmp_path, warnings_logged):
+def test_missing_or_empty_last_checkpoint_falls_back(tmp_path, logged_warnings):
     from mmengine.runner.runner import find_latest_checkpoint
     a, b = _ckpts(tmp_path, 4, 8)
     assert find_latest_checkpoint(str(tmp_path)) == b  # killed between the save and last_checkpoint
     (tmp_path / 'last_checkpoint').write_text('')
     assert find_latest_checkpoint(str(tmp_path)) == b
-    assert len(warnings_logged) == 2
+    assert len(logged_warnings) == 2
 
 
-def test_no_intact_checkpoint_starts_from_scratch_and_says_so(tmp_path, warnings_logged):
+def test_no_intact_checkpoint_starts_from_scratch_and_says_so(tmp_path, logged_warnings):
     from mmengine.runner.runner import find_latest_checkpoint
-    assert find_latest_checkpoint(str(tmp_path)) is None and warnings_logged == []
+    assert find_latest_checkpoint(str(tmp_path)) is None and logged_warnings == []
     (tmp_path / 'iter_4.pth').write_bytes(b'PK\x03\x04 truncated')
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
     assert find_latest_checkpoint(str(tmp_path)) is None
-    assert any('training starts from scratch' in line for line in warnings_logged)
+    assert any('training starts from scratch' in line for line in logged_warnings)
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-EPOCH_CONFIG = '''_base_ = {demo!r}
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
-data_root = {data!r}
-pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='Resize', scale=(96, 96), keep_ratio=True), dict(type='PackDetInputs')]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(96, 96), keep_ratio=True),
-                 dict(type='LoadAnnotations', with_bbox=True),
-                 dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                                                       'scale_factor'))]
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=pipeline))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
-train_cfg = dict(max_epochs=2, val_interval=1)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=1))
-'''
-
-
 @pytest.mark.slow
 def test_resume_after_a_normal_epoch_run_with_validation(tmp_path):
     """The issue's failure: train 2 epochs (with COCO validation), then `--resume` to 3 epochs."""
     from benchmarks.crash_resume import make_dataset
+    from benchmarks.tiny_config import tiny_config_text
     data = make_dataset(str(tmp_path / 'data'), images=8, size=96)
     cfg = tmp_path / 'cfg.py'
-    cfg.write_text(EPOCH_CONFIG.format(demo=osp.join(ROOT, 'configs/demo/retinanet_ghostnet_shapes.py'),
-                                       data=data + '/'))
+    cfg.write_text(tiny_config_text(data, epochs=2, size=96, batch_size=4, val_batch_size=2, max_keep_ckpts=1,
+                                    warmup_iters=4))
     work = tmp_path / 'work'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     env.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)

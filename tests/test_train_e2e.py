@@ -8,39 +8,14 @@ import sys
 
 import pytest
 
+from benchmarks.tiny_config import tiny_config_text
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
-TINY_CONFIG = """
-_base_ = '{root}/configs/demo/retinanet_ghostnet_shapes.py'
-data_root = '{data}/'
-image_size = 96
-max_epochs = 2
-model = dict(backbone=dict(widen_factor=0.5), neck=dict(in_channels=[20, 56, 80], out_channels=32),
-             bbox_head=dict(in_channels=32, feat_channels=32, stacked_convs=1),
-             test_cfg=dict(score_thr=0.0))  # 2 epochs of a tiny model: keep low scores so COCO has detections
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
-train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=2))
+# 2 epochs of a tiny model: keep low scores so COCO has detections
+TINY_MODEL = """model = dict(backbone=dict(widen_factor=0.5), neck=dict(in_channels=[20, 56, 80], out_channels=32),
+             bbox_head=dict(in_channels=32, feat_channels=32, stacked_convs=1), test_cfg=dict(score_thr=0.0))
 """
 
 
@@ -65,7 +40,8 @@ def tiny(tmp_path_factory):
     run_tool('tools/make_shapes_dataset.py', str(data), '--train', '16', '--val', '8', '--size', '96',
              '--seed', '3')
     config = base / 'tiny.py'
-    config.write_text(TINY_CONFIG.format(root=ROOT, data=data))
+    config.write_text(tiny_config_text(data, epochs=2, size=96, batch_size=4, val_batch_size=4, max_keep_ckpts=2,
+                                       warmup_iters=4, extra=TINY_MODEL))
     work_dir = base / 'work'
     output = run_tool('tools/train.py', str(config), '--work-dir', str(work_dir))
     return dict(base=base, data=data, config=str(config), work_dir=str(work_dir), output=output)
