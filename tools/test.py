@@ -11,7 +11,7 @@ from copy import deepcopy
 from mmengine.config import ConfigDict, DictAction
 
 import mmghost  # noqa: F401  registers GhostNet, the CPU DDP wrapper and the safe-checkpoint patches
-from mmghost.engine import build_runner, load_config
+from mmghost.engine import build_runner, finish_distributed, load_config
 
 
 def parse_args(argv=None):
@@ -77,6 +77,7 @@ def main(argv=None):
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

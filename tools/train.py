@@ -10,7 +10,7 @@ import sys
 from mmengine.config import DictAction
 
 import mmghost  # noqa: F401  registers GhostNet, the CPU DDP wrapper and the safe-checkpoint patches
-from mmghost.engine import build_runner, load_config
+from mmghost.engine import build_runner, finish_distributed, load_config
 
 
 def parse_args(argv=None):
@@ -57,6 +57,7 @@ def main(argv=None):
         cfg.load_from = args.resume
 
     build_runner(cfg).train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

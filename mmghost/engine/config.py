@@ -48,3 +48,16 @@ def build_runner(cfg: Config) -> Runner:
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def finish_distributed() -> None:
+    """Tear down the process group at the end of a distributed run.
+
+    Left alone, gloo's threads can still be running while the interpreter exits, and the process then aborts
+    ("terminate called without an active exception") after a successful run. The barrier lets every rank
+    finish its last collective and checkpoint first.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
