@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmghost.models import GhostNet
-from test_backbone import _randomize_bn
+from test_backbone import _randomize_bn, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -38,17 +38,13 @@ def test_channels_last_training_matches():
     nhwc = GhostNet(0.5, memory_efficient=False).to(memory_format=torch.channels_last)
     nhwc.load_state_dict(nchw.state_dict())
     x = torch.rand(2, 3, 64, 96)
-    grads = []
-    for model, inp in ((nchw, x), (nhwc, x.contiguous(memory_format=torch.channels_last))):
-        outs = model.train()(inp)
-        sum((o * o).mean() for o in outs).backward()
-        grads.append((outs, {n: p.grad for n, p in model.named_parameters()}))
+    a, b = train_step(nchw, x), train_step(nhwc, x.contiguous(memory_format=torch.channels_last))
     # Different conv algorithms sum in another order. Some gradients are numerically zero (a BN bias right
     # before another BN) or come out of batch-norm backward sums with heavy cancellation: an absolute floor.
-    for a, b in zip(grads[0][0], grads[1][0]):
-        assert ((a - b).abs().max() / a.abs().max()).item() <= 1e-4
-    for name, g in grads[0][1].items():
-        err = (g - grads[1][1][name]).abs().max().item()
+    for out_a, out_b in zip(a['outs'], b['outs']):
+        assert ((out_a - out_b).abs().max() / out_a.abs().max()).item() <= 1e-4
+    for name, g in a['grads'].items():
+        err = (g - b['grads'][name]).abs().max().item()
         assert err <= 5e-4 * g.abs().max().item() + 1e-5, (name, err)
 
 
