@@ -43,15 +43,17 @@ def make_batch(sizes, dtype=torch.uint8, poison=None):
     return dict(inputs=inputs, data_samples=samples)
 
 
+def cpu_autocast(dtype=None):
+    """CPU autocast to ``dtype``, or a disabled one when ``dtype`` is None."""
+    return torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def train_step(model, sizes, autocast_dtype=None):
     model.train()
     model.zero_grad()
     data = model.data_preprocessor(make_batch(sizes), True)
-    if autocast_dtype is None:
+    with cpu_autocast(autocast_dtype):
         losses = model.loss(data['inputs'], data['data_samples'])
-    else:
-        with torch.autocast('cpu', dtype=autocast_dtype):
-            losses = model.loss(data['inputs'], data['data_samples'])
     total = sum(v if torch.is_tensor(v) else sum(v) for v in losses.values())
     assert torch.isfinite(total), losses
     total.backward()
@@ -64,11 +66,8 @@ def predict(model, sizes, autocast_dtype=None):
     model.eval()
     with torch.no_grad():
         data = model.data_preprocessor(make_batch(sizes), False)
-        if autocast_dtype is None:
+        with cpu_autocast(autocast_dtype):
             results = model.predict(data['inputs'], data['data_samples'])
-        else:
-            with torch.autocast('cpu', dtype=autocast_dtype):
-                results = model.predict(data['inputs'], data['data_samples'])
     for (h, w), result in zip(sizes, results):
         boxes = result.pred_instances.bboxes.float()
         assert len(boxes) > 0 and torch.isfinite(boxes).all()
