@@ -103,12 +103,13 @@ class GhostModule(BaseModule):
             act_cfg=act_cfg) if self.ghost_channels > 0 else None
 
     def _recomputed_cheap_operation(self, intrinsic: torch.Tensor) -> torch.Tensor:
-        calls = []
+        recomputing = False  # the first call is the forward pass, later ones the recomputation in backward
 
         def run(x):
-            calls.append(None)
+            nonlocal recomputing
+            first, recomputing = not recomputing, True
             norm = self.cheap_operation.norm if self.cheap_operation.with_norm else None
-            if len(calls) == 1 or not isinstance(norm, _BatchNorm):
+            if first or not isinstance(norm, _BatchNorm):
                 return self.cheap_operation(x)
             # The recomputation in backward must not move the running statistics a second time.
             momentum, norm.momentum = norm.momentum, 0.0
@@ -534,7 +535,8 @@ class GhostNet(BaseModule):
             channels_last (bool, optional): Keep weights and activations in channels_last (NHWC) memory
                 format; inputs are converted on the way in and the outputs are channels_last tensors. On CPU
                 this halves GhostNet's latency (oneDNN's depthwise convs and the Ghost concatenations are much
-                faster in NHWC); on GPU it was measured slower for bf16. None: only if the model is on the CPU.
+                faster in NHWC); on an H100, timm's GhostNet was reported slower in channels_last bf16 (not
+                measured by this project). None: only if the model is on the CPU.
         """
         if not self.deploy:
             fuse_conv_bn(self)
