@@ -52,6 +52,7 @@ def parse_args(argv=None):
 
 def reference_backbone(widen_factor):
     """timm's GhostNet when importable (the reference implementation), else the official-structure baseline."""
+    from benchmarks.reference_ghostnet import ReferenceGhostNet, official_features
     try:
         import timm
         model = timm.create_model('ghostnet_100', width=widen_factor)
@@ -64,18 +65,10 @@ def reference_backbone(widen_factor):
                 self.net = net
 
             def forward(self, x):
-                net = self.net
-                x = net.act1(net.bn1(net.conv_stem(x)))
-                outs = []
-                for i, block in enumerate(net.blocks[:9]):
-                    x = block(x)
-                    if i in (2, 4, 6, 8):
-                        outs.append(x)
-                return tuple(outs)
+                return official_features(self.net, x)
 
         return TimmTrunk(model), f'timm {timm.__version__} GhostNet'
     except ImportError:
-        from benchmarks.reference_ghostnet import ReferenceGhostNet
         return ReferenceGhostNet(widen_factor), 'benchmarks/reference_ghostnet.py (official structure, eager)'
 
 

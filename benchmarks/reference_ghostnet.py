@@ -28,6 +28,18 @@ OFFICIAL_CFGS = [
 ]
 
 
+def official_features(net, x, feature_blocks=(2, 4, 6, 8)):
+    """Run ``x`` through any official-structure GhostNet (this one or timm's: ``conv_stem``, ``bn1``, ``act1``,
+    ``blocks``) and return the outputs of ``blocks.N`` for N in ``feature_blocks``, deeper blocks not run."""
+    x = net.act1(net.bn1(net.conv_stem(x)))
+    outs = []
+    for i, block in enumerate(net.blocks[:feature_blocks[-1] + 1]):
+        x = block(x)
+        if i in feature_blocks:
+            outs.append(x)
+    return tuple(outs)
+
+
 def divisible(v, divisor=4):
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
@@ -144,10 +156,4 @@ class ReferenceGhostNet(nn.Module):
         self.classifier = nn.Linear(1280, num_classes)
 
     def forward(self, x):
-        x = self.act1(self.bn1(self.conv_stem(x)))
-        outs = []
-        for i, block in enumerate(self.blocks[:self.feature_blocks[-1] + 1]):
-            x = block(x)
-            if i in self.feature_blocks:
-                outs.append(x)
-        return tuple(outs)
+        return official_features(self, x, self.feature_blocks)

@@ -5,8 +5,8 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
+from mmghost.engine import build_detector
 from mmghost.models import GhostNet
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -15,10 +15,8 @@ PAPER = ['configs/retinanet_ghostnet_fpn.py', 'configs/faster_rcnn_ghostnet_fpn.
 
 
 def _build(config):
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(osp.join(ROOT, config))
-    init_default_scope('mmdet')
-    return cfg, MODELS.build(cfg.model)
+    return cfg, build_detector(cfg.copy())
 
 
 def test_configs_found():

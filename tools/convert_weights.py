@@ -39,6 +39,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks.reference_ghostnet import ReferenceGhostNet, official_features  # noqa: E402
 from mmghost.models import GhostNet  # noqa: E402
 from mmghost.models.checkpoint import (CLASSIFIER_PREFIXES, convert_ghostnet_checkpoint,  # noqa: E402
                                        load_ghostnet_checkpoint, official_to_mmghost, read_checkpoint,
@@ -135,7 +136,6 @@ def build_reference(widen_factor: float):
             timm = None
         if timm is not None:
             return timm.create_model(name, pretrained=False), f'timm {name}'
-    from benchmarks.reference_ghostnet import ReferenceGhostNet
     return ReferenceGhostNet(widen_factor), 'benchmarks/reference_ghostnet.py (official structure)'
 
 
@@ -164,9 +164,7 @@ def reference_feature(found, widen_factor: float, feature_info: dict, x: torch.T
     model.load_state_dict(OrderedDict((k, tensors[k]) for k in needed if k in tensors), strict=False)
     model.eval()
     with torch.no_grad():
-        y = model.act1(model.bn1(model.conv_stem(x)))
-        for block in model.blocks[:last_group + 1]:
-            y = block(y)
+        y = official_features(model, x, (last_group, ))[0]
     return y, name
 
 

@@ -37,7 +37,7 @@ if ROOT not in sys.path:  # run as `python tools/export_onnx.py` from a checkout
     sys.path.insert(0, ROOT)
 
 import mmghost  # noqa: E402,F401  registers GhostNet
-from mmghost.engine import load_config  # noqa: E402
+from mmghost.engine import build_detector, load_config  # noqa: E402
 
 DEFAULT_OPSET = 17
 
@@ -69,12 +69,7 @@ def parse_args(argv=None):
 
 def build_model(config, checkpoint=None, cfg_options=None) -> nn.Module:
     """The config's detector in eval mode, with the checkpoint's weights or random ones (never ``init_cfg``)."""
-    from mmengine.registry import init_default_scope
-    cfg = load_config(config, cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    from mmdet.registry import MODELS
-    cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
+    model = build_detector(load_config(config, cfg_options))
     if checkpoint is not None:
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)

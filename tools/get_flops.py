@@ -31,7 +31,7 @@ if ROOT not in sys.path:  # run as `python tools/get_flops.py` from a checkout w
     sys.path.insert(0, ROOT)
 
 import mmghost  # noqa: E402,F401  registers GhostNet
-from mmghost.engine import load_config  # noqa: E402
+from mmghost.engine import build_detector, load_config  # noqa: E402
 from mmghost.models import GhostNet  # noqa: E402
 
 # Paper constants: "GhostNet: More Features from Cheap Operations" (CVPR 2020). Table 8: COCO val, 1x schedule,
@@ -74,14 +74,6 @@ def fmt(value, unit='M'):
     """Format a count in millions (M) or billions (G) with two decimals."""
     scale = dict(K=1e3, M=1e6, G=1e9)[unit]
     return f'{value / scale:.2f}{unit}'
-
-
-def build_detector(cfg):
-    """Build ``cfg.model`` with random weights: no ``init_weights``, so missing checkpoint files do not matter."""
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    from mmdet.registry import MODELS
-    return MODELS.build(cfg.model)
 
 
 def build_backbone(backbone_cfg):

@@ -1,5 +1,5 @@
 from . import checkpoint_safety
-from .config import build_runner, finish_distributed, load_config
+from .config import build_detector, build_runner, finish_distributed, load_config
 from .hooks import BackboneDeployHook
 from .model_wrappers import CPUAwareDistributedDataParallel
 
@@ -7,6 +7,6 @@ from .model_wrappers import CPUAwareDistributedDataParallel
 checkpoint_safety.apply()
 
 __all__ = [
-    'load_config', 'build_runner', 'finish_distributed', 'BackboneDeployHook', 'CPUAwareDistributedDataParallel',
+    'load_config', 'build_detector', 'build_runner', 'finish_distributed', 'BackboneDeployHook', 'CPUAwareDistributedDataParallel',
     'checkpoint_safety'
 ]

@@ -39,6 +39,21 @@ def load_config(config: str,
     return cfg
 
 
+def build_detector(cfg: Config) -> torch.nn.Module:
+    """The config's model with random weights, for tools that measure or export it.
+
+    The default scope is set, the backbone's ``init_cfg`` is dropped (an ImageNet file the config names need
+    not exist) and ``init_weights`` is not called; load a checkpoint afterwards if needed.
+    """
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if 'backbone' in cfg.model:
+        cfg.model.backbone.init_cfg = None
+    return MODELS.build(cfg.model)
+
+
 def build_runner(cfg: Config) -> Runner:
     """The default runner, or the registered one a config names with ``runner_type``."""
     if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
