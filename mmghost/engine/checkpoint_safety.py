@@ -165,11 +165,13 @@ def _step_of(path: str) -> int:
     return int(numbers[-1]) if numbers else -1
 
 
-def intact_checkpoints(folder: str) -> List[str]:
-    """Intact ``*.pth`` files directly in ``folder``, newest first (by modification time, then step)."""
-    paths = [p for p in glob.glob(osp.join(glob.escape(folder), '*.pth')) if osp.isfile(p)]
+def newest_intact_checkpoint(folder: str, exclude: Optional[str] = None) -> Optional[str]:
+    """The newest intact ``*.pth`` directly in ``folder`` (by modification time, then step), other than
+    ``exclude``. Files are checked newest first and only until one passes: each check reads the whole file."""
+    paths = [p for p in glob.glob(osp.join(glob.escape(folder), '*.pth'))
+             if osp.isfile(p) and (exclude is None or osp.abspath(p) != osp.abspath(exclude))]
     paths.sort(key=lambda p: (osp.getmtime(p), _step_of(p)), reverse=True)
-    return [p for p in paths if checkpoint_problem(p) is None]
+    return next((p for p in paths if checkpoint_problem(p) is None), None)
 
 
 def find_latest_checkpoint(path: str) -> Optional[str]:
@@ -194,12 +196,12 @@ def find_latest_checkpoint(path: str) -> Optional[str]:
         reason = f'{save_file} is empty'
     else:
         reason = None
-    candidates = [p for p in intact_checkpoints(path) if recorded is None or osp.abspath(p) != osp.abspath(recorded)]
-    if candidates:
+    fallback = newest_intact_checkpoint(path, exclude=recorded)
+    if fallback is not None:
         reason = reason or f'no last_checkpoint file in {path}'
-        print_log(f'{reason}; resuming from the newest intact checkpoint {candidates[0]} instead.',
+        print_log(f'{reason}; resuming from the newest intact checkpoint {fallback} instead.',
                   logger='current', level=logging.WARNING)
-        return candidates[0]
+        return fallback
     if reason is None:
         print_log('Did not find last_checkpoint to be resumed.', logger='current')
     else:
