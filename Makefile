@@ -1,25 +1,25 @@
 # mmghost: `make test` and `make demo` work from a fresh clone; both first run the idempotent setup.
-PY := .venv/bin/python
+# STACKS picks the stacks `make setup/test/test-fast` use: torch213 (.venv) and/or torch21 (.venv-torch21).
+STACKS ?= torch213 torch21
 PYTEST_ARGS ?=
 
 .PHONY: setup test test-fast demo clean
 
 setup:
-	@bash tools/setup_env.sh
+	@bash tools/setup_env.sh $(STACKS)
 
-# The whole suite: fast tests and the end-to-end group marked `slow` (training, resume, crash, export).
+# The whole suite, in both stacks: fast tests and the end-to-end group marked `slow`.
 test: setup
-	@$(PY) -m pytest tests $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure"; fi; exit $$rc
+	@bash tools/run_tests.sh $(foreach s,$(STACKS),--stack $(s)) $(PYTEST_ARGS)
 
-# Fast tests only (a few minutes), for development.
+# Fast tests only, for development.
 test-fast: setup
-	@$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests: that is a failure"; fi; exit $$rc
+	@bash tools/run_tests.sh $(foreach s,$(STACKS),--stack $(s)) -m "not slow" $(PYTEST_ARGS)
 
 # The main job: make a shapes dataset, train the demo detector on CPU, evaluate COCO mAP, draw predictions.
-demo: setup
-	@$(PY) tools/demo.py
+demo:
+	@bash tools/setup_env.sh torch213
+	@.venv/bin/python tools/demo.py
 
 clean:
 	rm -rf work_dirs .pytest_cache

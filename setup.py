@@ -20,9 +20,12 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['mmghost', 'mmghost.*']),
-    python_requires='>=3.8',
-    # Ranges, not pins: a user's own environment decides. torch is deliberately absent so that pip never
-    # replaces the user's build (a bare `torch` requirement can pull a multi-GB CUDA wheel); mmcv needs it first.
+    # The floors that are tested (`make test` runs the suite on both stacks): Python 3.11; torch 2.1.2 and 2.13.0.
+    # mmghost uses nothing newer than Python 3.8 knowingly, but only 3.11 is tested, so only 3.11 is claimed.
+    python_requires='>=3.11',
+    # Ranges, not pins: a user's own environment decides. torch (>= 2.1, see mmghost/utils/compat.py, which
+    # refuses older ones with a clear message) is deliberately absent so that pip never replaces the user's
+    # build (a bare `torch` requirement can pull a multi-GB CUDA wheel); mmcv needs it installed first anyway.
     install_requires=[
         'mmengine>=0.10.0,<1.0',
         'mmcv>=2.0.0,<2.2.0',
@@ -34,6 +37,13 @@ setup(
         'onnx': ['onnx>=1.15', 'onnxruntime>=1.17'],
         'safetensors': ['safetensors>=0.4'],
         'tensorboard': ['tensorboard'],
+        'timm': ['timm>=1.0'],  # parity checks against timm's GhostNets; needs torchvision
     },
+    classifiers=[
+        'Programming Language :: Python :: 3.11',
+        'Framework :: PyTorch',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
     zip_safe=False,
 )

@@ -1,13 +1,15 @@
-"""Speed and memory of mmghost's GhostNet against a reference GhostNet and mmdet's backbones, in one process.
+"""Speed and memory of an mmghost backbone against its reference implementation and mmdet's backbones.
 
-    python benchmarks/benchmark.py                       # CPU: 1.1x backbone at 800x1344, batch 1
+    python benchmarks/benchmark.py                       # CPU: GhostNet 1.1x backbone at 800x1344, batch 1
+    python benchmarks/benchmark.py --backbone GhostNetV2 --widen-factor 1.0   # any family member (registry name)
     python benchmarks/benchmark.py --batches 1 8 --detectors --out results.json
     python benchmarks/benchmark.py --device cuda --batches 1 8 --dtypes fp32 bf16   # on a GPU machine
 
 Cases (each timed with the same input, interleaved, after warm-up; median and spread of ``--repeats`` runs):
 
-* ``reference``: the baseline every ratio is taken against: timm's GhostNet if timm is importable, else
-  benchmarks/reference_ghostnet.py (an unoptimised eager model with the official module structure);
+* ``reference``: the baseline every ratio is taken against: timm's model of ``--backbone`` at
+  ``--widen-factor`` if timm is importable, else (GhostNet only) benchmarks/reference_ghostnet.py (an
+  unoptimised eager model with the official module structure); without either, ratios are to ``mmghost-eval``;
 * ``mmghost-eval``; ``mmghost-deploy`` (``switch_to_deploy()``: BNs folded, and channels_last on CPU);
   ``mmghost-deploy-nchw`` (BN folding only); ``mmghost-compile`` (deploy + ``torch.compile``, if available);
 * ``mobilenetv2`` and ``resnet50``: mmdet's backbones as the detection configs use them;
@@ -39,7 +41,11 @@ def parse_args(argv=None):
     parser.add_argument('--batches', type=int, nargs='+', default=[1])
     parser.add_argument('--dtypes', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
                         help='bf16 runs under torch.autocast')
-    parser.add_argument('--widen-factor', type=float, default=1.1)
+    parser.add_argument('--backbone', default='GhostNet',
+                        help='family member to time, by its type name in mmdet\'s registry (GhostNet, GhostNetV2, '
+                        'GhostNetV3)')
+    parser.add_argument('--widen-factor', type=float, default=None,
+                        help='width (default: 1.1 for GhostNet, the paper\'s detection width; 1.0 for the others)')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--cases', nargs='+', help='time only these backbone cases (reference is always timed)')
@@ -47,29 +53,43 @@ def parse_args(argv=None):
     parser.add_argument('--no-train', action='store_true', help='skip the train-step rows')
     parser.add_argument('--detectors', action='store_true', help='also time whole RetinaNet inference')
     parser.add_argument('--out', help='write the results as JSON here')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.widen_factor is None:
+        args.widen_factor = 1.1 if args.backbone == 'GhostNet' else 1.0
+    return args
 
 
-def reference_backbone(widen_factor):
-    """timm's GhostNet when importable (the reference implementation), else the official-structure baseline."""
-    from benchmarks.reference_ghostnet import ReferenceGhostNet, official_features
-    try:
-        import timm
-        model = timm.create_model('ghostnet_100', width=widen_factor)
+class TimmTrunk(torch.nn.Module):
+    """timm's model run to the ends of blocks 2/4/6/8 (stride 4/8/16/32), like mmghost's default outputs."""
 
-        class TimmTrunk(torch.nn.Module):
-            """timm's model run to the ends of blocks 2/4/6/8 (stride 4/8/16/32), like mmghost's default."""
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
 
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+    def forward(self, x):
+        from benchmarks.reference_ghostnet import official_features
+        return official_features(self.net, x)
 
-            def forward(self, x):
-                return official_features(self.net, x)
 
-        return TimmTrunk(model), f'timm {timm.__version__} GhostNet'
-    except ImportError:
+def reference_backbone(backbone, widen_factor):
+    """(model, name) of the reference implementation: timm's when importable, else for GhostNet the
+    official-structure baseline; (None, why) when there is none."""
+    from benchmarks.reference_ghostnet import ReferenceGhostNet
+    from tools.convert_weights import timm_model
+    net, name = timm_model(backbone, widen_factor)
+    if net is not None:
+        return TimmTrunk(net), name
+    if backbone == 'GhostNet':
         return ReferenceGhostNet(widen_factor), 'benchmarks/reference_ghostnet.py (official structure, eager)'
+    return None, name
+
+
+def build_mmghost(args, **kwargs):
+    """The backbone under test, from mmdet's registry (outputs at strides 4-32)."""
+    from mmdet.registry import MODELS
+
+    import mmghost.models  # noqa: F401  registers the family
+    return MODELS.build(dict(type=args.backbone, widen_factor=args.widen_factor, **kwargs))
 
 
 def saved_tensor_bytes(fn):
@@ -121,13 +141,12 @@ def build_backbones(args, device):
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
 
-    from mmghost.models import GhostNet
     init_default_scope('mmdet')
-    reference, ref_name = reference_backbone(args.widen_factor)
-    models = {'reference': reference}
-    models['mmghost-eval'] = GhostNet(args.widen_factor)
-    models['mmghost-deploy-nchw'] = GhostNet(args.widen_factor).eval().switch_to_deploy(channels_last=False)
-    models['mmghost-deploy'] = GhostNet(args.widen_factor).eval()  # switch_to_deploy() once on the device
+    reference, ref_name = reference_backbone(args.backbone, args.widen_factor)
+    models = {'reference': reference} if reference is not None else {}
+    models['mmghost-eval'] = build_mmghost(args)
+    models['mmghost-deploy-nchw'] = build_mmghost(args).eval().switch_to_deploy(channels_last=False)
+    models['mmghost-deploy'] = build_mmghost(args).eval()  # switch_to_deploy() once on the device
     models['mobilenetv2'] = MODELS.build(dict(type='MobileNetV2', out_indices=(2, 4, 6)))
     models['resnet50'] = MODELS.build(dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3)))
     for model in models.values():
@@ -139,15 +158,17 @@ def build_backbones(args, device):
 
 def run_backbones(args, device, results):
     models, ref_name = build_backbones(args, device)
-    results['reference'] = ref_name
+    # None when there is no reference implementation (ratios are then to mmghost-eval); the note says why.
+    results['reference'] = ref_name if 'reference' in models else None
+    if 'reference' not in models:
+        results['reference_missing'] = ref_name
     compiled = None
     if not args.no_compile and hasattr(torch, 'compile'):
-        from mmghost.models import GhostNet
         if device == 'cpu':
             # Inference-only: lets inductor constant-fold and prepack the (already BN-folded) weights.
             import torch._inductor.config as inductor_config
             inductor_config.freezing = True
-        compiled = torch.compile(GhostNet(args.widen_factor).to(device).eval().switch_to_deploy())
+        compiled = torch.compile(build_mmghost(args).to(device).eval().switch_to_deploy())
     h, w = args.size
     for dtype in args.dtypes:
         if dtype == 'bf16' and not device.startswith('cuda'):
@@ -163,8 +184,9 @@ def run_backbones(args, device, results):
                         return model(inp)
                 return fn
 
+            baseline = 'reference' if 'reference' in models else 'mmghost-eval'
             cases = {name: infer(m, x) for name, m in models.items()
-                     if name == 'reference' or not args.cases or name in args.cases}
+                     if name == baseline or not args.cases or name in args.cases}
             if compiled is not None and (not args.cases or 'mmghost-compile' in args.cases):
                 start = time.perf_counter()
                 infer(compiled, x)()
@@ -176,8 +198,9 @@ def run_backbones(args, device, results):
             rows = {name: summarize(t) for name, t in times.items()}
             if not args.no_train:
                 rows.update(train_steps(args, device, x, autocast))
+            train_baseline = 'train-step-reference' if 'train-step-reference' in rows else 'train-step-mmghost'
             for name, row in rows.items():
-                ref_key = 'train-step-reference' if name.startswith('train-step') else 'reference'
+                ref_key = train_baseline if name.startswith('train-step') else baseline
                 row['ratio_to_reference'] = row['median_ms'] / rows[ref_key]['median_ms']
                 row['images_per_s'] = batch / (row['median_ms'] / 1e3)
             results['backbone'][f'{dtype}-b{batch}'] = rows
@@ -185,10 +208,9 @@ def run_backbones(args, device, results):
 
 def train_steps(args, device, x, autocast):
     """One forward + backward in train mode: time and memory kept for backward, reference vs mmghost."""
-    from mmghost.models import GhostNet
-    reference, _ = reference_backbone(args.widen_factor)
-    models = {'train-step-reference': reference.to(device).train(),
-              'train-step-mmghost': GhostNet(args.widen_factor).to(device).train()}
+    reference, _ = reference_backbone(args.backbone, args.widen_factor)
+    models = {'train-step-reference': reference.to(device).train()} if reference is not None else {}
+    models['train-step-mmghost'] = build_mmghost(args).to(device).train()
     rows = {}
     for name, model in models.items():
         def step(model=model):
@@ -208,9 +230,10 @@ def train_steps(args, device, x, autocast):
         rows[name]['saved_for_backward_mib'] = saved / 2**20
         if device.startswith('cuda'):
             rows[name]['peak_allocated_mib'] = torch.cuda.max_memory_allocated() / 2**20
-    ref_mem = rows['train-step-reference']['saved_for_backward_mib']
-    rows['train-step-mmghost']['memory_ratio_to_reference'] = \
-        rows['train-step-mmghost']['saved_for_backward_mib'] / ref_mem
+    if 'train-step-reference' in rows:
+        ref_mem = rows['train-step-reference']['saved_for_backward_mib']
+        rows['train-step-mmghost']['memory_ratio_to_reference'] = \
+            rows['train-step-mmghost']['saved_for_backward_mib'] / ref_mem
     return rows
 
 
@@ -245,7 +268,8 @@ def run_detectors(args, device, results):
 
 def print_backbones(results):
     print(f"\n{results['machine']}; torch {results['torch']}; {results['threads']} threads; "
-          f"input {results['size']}; GhostNet {results['widen_factor']}x; reference: {results['reference']}")
+          f"input {results['size']}; {results['backbone_type']} {results['widen_factor']}x; "
+          f"reference: {results['reference'] or 'none (' + results['reference_missing'] + '); ratios to mmghost-eval'}")
     for key, rows in results['backbone'].items():
         print(f'\nbackbone {key}')
         print(f'{"case":<24}{"median ms":>11}{"min":>9}{"max":>9}{"img/s":>9}{"x ref":>8}{"saved MiB":>11}')
@@ -272,7 +296,8 @@ def main(argv=None):
     machine = torch.cuda.get_device_name() if device.startswith('cuda') else \
         f'{platform.processor() or platform.machine()} CPU'
     results = dict(machine=machine, torch=torch.__version__, threads=torch.get_num_threads(),
-                   size=list(args.size), widen_factor=args.widen_factor, repeats=args.repeats, backbone={})
+                   size=list(args.size), backbone_type=args.backbone, widen_factor=args.widen_factor,
+                   repeats=args.repeats, backbone={})
     run_backbones(args, device, results)
     print_backbones(results)
     if args.detectors:

@@ -6,7 +6,8 @@ Each run trains the demo config (RetinaNet + GhostNet-1.0x) on a tiny shapes dat
 loop and a checkpoint every ``--interval`` iterations (``max_keep_ckpts=2``), through ``tools/train.py``:
 
 1. start training; SIGKILL it either after a random iteration (+ a random fraction of an iteration) or, every
-   other run, while a checkpoint is being written (``MMGHOST_CKPT_WRITE_DELAY`` widens the write window);
+   other run, while a checkpoint is being saved: after its temp file appeared and before it is moved into place
+   (``MMGHOST_CKPT_WRITE_DELAY`` makes ``AtomicCheckpointHook`` wait there);
 2. ``tools/train.py ... --resume`` in the same work dir, to the end;
 3. check: the resumed run exits 0; it started from a checkpoint boundary at most one interval behind the last
    iteration finished before the kill; every iteration after it ran once, in order, up to ``max_iters``; the
@@ -191,7 +192,7 @@ def one_run(config: str, work_dir: str, max_iters: int, interval: int, rng: rand
 
 def _check_final_checkpoint(work_dir: str, max_iters: int):
     sys.path.insert(0, ROOT)
-    from mmghost.engine.checkpoint_safety import checkpoint_problem
+    from mmghost.engine.checkpoint_io import training_state_problem
     from mmghost.utils import safe_torch_load
     last_file = osp.join(work_dir, 'last_checkpoint')
     if not osp.exists(last_file):
@@ -200,7 +201,7 @@ def _check_final_checkpoint(work_dir: str, max_iters: int):
         last = f.read().strip()
     if osp.basename(last) != f'iter_{max_iters}.pth':
         return [f'last_checkpoint names {last}, expected iter_{max_iters}.pth']
-    problem = checkpoint_problem(last)
+    problem = training_state_problem(last)
     if problem:
         return [f'final checkpoint {last}: {problem}']
     meta = safe_torch_load(last)['meta']
@@ -217,7 +218,8 @@ def main(argv=None):
     parser.add_argument('--images', type=int, default=16)
     parser.add_argument('--size', type=int, default=96, help='image side in pixels')
     parser.add_argument('--write-delay', type=float, default=0.6,
-                        help='seconds a mid-save-targeted run pauses inside each checkpoint write')
+                        help='seconds a mid-save-targeted run pauses inside each checkpoint save (temp file '
+                        'written, not yet moved into place)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--work-dir', help='keep everything here (default: a temp dir, deleted afterwards)')
     parser.add_argument('--json', help='write the per-run results to this file')

@@ -1,11 +1,11 @@
 """BASELINE ONLY: an unoptimised eager GhostNet with the official module structure and state-dict keys.
 
-This is the reference the speed benchmark compares mmghost against when timm is not importable, and the model
-``tools/convert_weights.py --verify`` runs the source checkpoint through without timm. It follows the
-structure of huawei-noah's ``ghostnet_pytorch/ghostnet.py`` (plain ``nn.Sequential`` of conv/BN/ReLU, the cheap
-operation computes ``ceil(n/s) * (s-1)`` maps and the concat is sliced, the SE gate is ``relu6(x + 3) / 6``)
-so that official and timm checkpoints load into it with ``strict=True``. It is written here, not copied; the
-parity test checks it against timm's outputs (tests/test_parity.py). Do not use it for anything else.
+The speed benchmark (benchmarks/benchmark.py) compares mmghost against it when timm is not importable. It
+follows the structure of huawei-noah's ``ghostnet_pytorch/ghostnet.py`` (plain ``nn.Sequential`` of
+conv/BN/ReLU, the cheap operation computes ``ceil(n/s) * (s-1)`` maps and the concat is sliced, the SE gate is
+``relu6(x + 3) / 6``) so that official and timm checkpoints load into it with ``strict=True``. It is written here,
+not copied; tests/test_parity.py checks it against timm's outputs. Nothing outside benchmarks/ and tests/ may
+import it (tools/convert_weights.py --verify uses timm itself).
 """
 import math
 

@@ -3,7 +3,7 @@
 Used by benchmarks/crash_resume.py and the training tests (tests/test_train_e2e.py, tests/test_resume.py,
 tests/test_bad_data.py). Each passes what it does differently; the rest is the same everywhere: ``_base_`` is
 configs/demo/retinanet_ghostnet_shapes.py, images are resized to fit ``size`` x ``size``, the dataloaders use
-no worker processes and the logger writes every iteration.
+no worker processes (unless asked) and the logger writes every iteration.
 """
 import os.path as osp
 
@@ -31,7 +31,7 @@ def _args(options):
 
 def tiny_config_text(data_root, *, epochs=None, iters=None, size=96, batch_size=2, flip=False,
                      val_batch_size=None, checkpoint_interval=1, max_keep_ckpts=None, warmup_iters=None,
-                     imports=None, train_dataset=None, log_window=None, extra=''):
+                     imports=None, train_dataset=None, log_window=None, num_workers=0, extra=''):
     """Text of a config file that trains the demo detector on the shapes dataset at ``data_root``.
 
     epochs, iters: exactly one; an epoch-based loop of ``epochs`` epochs, or an iteration-based loop of
@@ -46,6 +46,7 @@ def tiny_config_text(data_root, *, epochs=None, iters=None, size=96, batch_size=
     imports: the modules of ``custom_imports``; None keeps the demo config's.
     train_dataset: more keys for the training dataset (``type``, ``ann_file``, ...).
     log_window: the LogProcessor's window_size; None keeps the demo config's.
+    num_workers: dataloader worker processes of the training dataloader.
     extra: config text appended at the end (a smaller model, custom_hooks, ...).
     """
     if (epochs is None) == (iters is None):
@@ -61,7 +62,7 @@ image_size = {size}
 train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
                   dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
                   {flip_step}dict(type='PackDetInputs')]
-train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
+train_dataloader = dict(batch_size={batch_size}, num_workers={num_workers}, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline{dataset_args}))
 '''
     text += _NO_EVALUATION if val_batch_size is None else _EVALUATION.format(val_batch_size=val_batch_size)

@@ -5,6 +5,13 @@ _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 # mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
 # data preprocessor; both are mmdet's CocoDataset / DetDataPreprocessor otherwise.
 custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
+# Crash safety, opt-in (importing mmghost changes nothing by itself): MMGhostRunner reads checkpoints without
+# running code from them and resumes only from intact training checkpoints; AtomicCheckpointHook writes
+# checkpoints atomically and deletes old ones only after the new one is on disk; DataProblemsHook reports the
+# data problems dataloader workers met. mmengine merges dicts, so `default_hooks = dict(checkpoint=dict(...))` in
+# a config based on this one keeps the hook types.
+runner_type = 'MMGhostRunner'
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'), data_problems=dict(type='DataProblemsHook'))
 
 model = dict(
     data_preprocessor=dict(type='CheckedDetDataPreprocessor'),

@@ -1,4 +1,4 @@
-"""GhostNet backbone: shapes, widths, counts, freezing, checkpointing, deploy mode, validation."""
+"""GhostNet backbone: shapes, widths, counts, freezing, gradient checkpointing, hooks, deploy mode, validation."""
 import math
 
 import pytest
@@ -42,6 +42,7 @@ def test_default_outputs_and_feature_info():
     assert model.out_channels == [28, 44, 124, 176]
     assert [(f['num_chs'], f['reduction'], f['module']) for f in model.feature_info] == [
         (28, 4, 'blocks.2'), (44, 8, 'blocks.4'), (124, 16, 'blocks.6'), (176, 32, 'blocks.8')]
+    assert [(f['reduction'], f['module']) for f in model.all_feature_info[::5]] == [(2, 'act1'), (32, 'blocks.9')]
     outs = model(torch.rand(2, 3, 64, 96))
     assert [tuple(o.shape) for o in outs] == [(2, 28, 16, 24), (2, 44, 8, 12), (2, 124, 4, 6), (2, 176, 2, 3)]
 
@@ -82,7 +83,8 @@ def test_parameter_counts():
     assert _count(GhostNet(1.0)) == 2_515_908
     assert _count(GhostNet(1.1)) == 3_033_722
     # Only the stages up to the deepest output are built.
-    assert _count(GhostNet(1.0, out_indices=(0, ))) == _count(GhostNet(1.0).stem)
+    stem = GhostNet(1.0)
+    assert _count(GhostNet(1.0, out_indices=(0, ))) == _count(stem.conv_stem) + _count(stem.bn1)
 
 
 def _macs(model, shape=(3, 224, 224)):
@@ -144,12 +146,12 @@ def test_ghost_bottleneck_shapes_and_shortcut():
     x = torch.rand(2, 16, 20, 20)
     assert identity(x).shape == x.shape
     down = GhostBottleneck(16, 48, 24, kernel_size=5, stride=2, se_ratio=0.25)
-    assert len(down.shortcut) == 2 and down.se is not None
+    assert len(down.shortcut) == 4 and down.se is not None  # dw conv, norm, 1x1 conv, norm (official keys 0-3)
     assert down(x).shape == (2, 24, 10, 10)
 
 
 def _stage_params(model, stage):
-    return [p for m in model._stage_modules(stage) for p in m.parameters()]
+    return [p for m in model.stage_modules(stage) for p in m.parameters()]
 
 
 @pytest.mark.parametrize('frozen_stages', [-1, 0, 2, 5])
@@ -159,13 +161,13 @@ def test_frozen_stages(frozen_stages):
     for stage in range(6):
         frozen = stage <= frozen_stages
         assert all(p.requires_grad != frozen for p in _stage_params(model, stage))
-        for module in model._stage_modules(stage):
+        for module in model.stage_modules(stage):
             assert all(m.training != frozen for m in module.modules() if isinstance(m, _BatchNorm))
     # Frozen statistics really stay put through a training forward.
     if frozen_stages >= 0:
-        before = model.stem.bn.running_mean.clone()
+        before = model.bn1.running_mean.clone()
         model(torch.rand(2, 3, 64, 64))
-        assert torch.equal(before, model.stem.bn.running_mean)
+        assert torch.equal(before, model.bn1.running_mean)
 
 
 def test_norm_eval():
@@ -200,18 +202,81 @@ def train_step(model, x, input_grad=False):
                 saved=saved)
 
 
-def test_with_cp_same_output_and_gradients():
+@pytest.mark.parametrize('input_grad', [True, False])
+def test_with_cp_same_output_and_gradients(input_grad):
     torch.manual_seed(0)
-    plain = GhostNet(widen_factor=0.5)
+    plain = GhostNet(widen_factor=0.5, memory_efficient=False)
     cp_model = GhostNet(widen_factor=0.5, with_cp=True)
     cp_model.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 64, 64)
-    a, b = (train_step(model, x, input_grad=True) for model in (plain, cp_model))
+    a, b = (train_step(model, x, input_grad=input_grad) for model in (plain, cp_model))
     for out_a, out_b in zip(a['outs'], b['outs']):
         torch.testing.assert_close(out_a, out_b)
-    torch.testing.assert_close(a['input_grad'], b['input_grad'])
+    if input_grad:
+        torch.testing.assert_close(a['input_grad'], b['input_grad'])
     for name, g in a['grads'].items():
         torch.testing.assert_close(g, b['grads'][name], msg=name)
+    # It really recomputes: far less activation memory is kept for backward.
+    assert b['saved'] < 0.5 * a['saved'], (a['saved'], b['saved'])
+
+
+def test_with_cp_updates_norm_statistics_once_per_step():
+    """Issue 11: the recomputation in backward moved every BN's statistics a second time
+    (num_batches_tracked was 2 after one step)."""
+    torch.manual_seed(0)
+    plain = GhostNet(widen_factor=0.5, out_indices=(1, 2, 3, 4, 5))
+    cp_model = GhostNet(widen_factor=0.5, out_indices=(1, 2, 3, 4, 5), with_cp=True)
+    cp_model.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    for model in (plain, cp_model):
+        train_step(model, x)
+    norms = [m for m in cp_model.modules() if isinstance(m, _BatchNorm)]
+    assert norms and all(m.num_batches_tracked.item() == 1 for m in norms)
+    state = cp_model.state_dict()
+    for name, value in plain.state_dict().items():  # running means and variances moved exactly once
+        torch.testing.assert_close(value, state[name], msg=name)
+
+
+HOOKED = ['blocks.4.0.ghost1', 'blocks.4.0.se', 'blocks.4.0.ghost2', 'blocks.3.0.bn_dw', 'blocks.3.0.ghost2',
+          'blocks.3.0.shortcut', 'blocks.6.3.ghost1.primary_conv.1', 'blocks.6.3.ghost1.cheap_operation.1', 'bn1']
+
+
+@pytest.mark.parametrize('mode', ['eval', 'train', 'deploy'])
+def test_forward_hooks_see_outputs_as_produced(mode):
+    """Issue 11: in-place SE scaling and residual adds changed tensors that forward hooks already held (a hook
+    on blocks.4.0.ghost1 saw a value off by 0.155). Every module's output must stay as it was returned."""
+    model = GhostNet(1.0)
+    _randomize_bn(model)
+    model.train(mode == 'train')
+    if mode == 'deploy':
+        model.switch_to_deploy(channels_last=False)
+    held = {}
+
+    def hook(name):
+        def fn(module, inputs, output):
+            held[name] = (output, output.detach().clone(), inputs[0], inputs[0].detach().clone())
+        return fn
+
+    names = [n for n in HOOKED if not (mode == 'deploy' and n.endswith(('.1', 'bn_dw', 'bn1')))]
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    with torch.set_grad_enabled(mode == 'train'):
+        model(torch.rand(1, 3, 64, 96))
+    for h in handles:
+        h.remove()
+    assert set(held) == set(names)
+    for name, (output, copy, inp, inp_copy) in held.items():
+        assert torch.equal(output, copy), name
+        assert torch.equal(inp, inp_copy), name
+
+
+def test_squeeze_excite_leaves_its_input_alone():
+    from mmghost.models import SqueezeExcite
+    se = SqueezeExcite(16).eval()
+    x = torch.rand(2, 16, 5, 5)
+    before = x.clone()
+    with torch.no_grad():
+        out = se(x)
+    assert torch.equal(x, before) and not torch.equal(out, x)
 
 
 def _randomize_bn(model):
@@ -239,6 +304,18 @@ def test_switch_to_deploy_keeps_outputs(widen_factor):
     for e, g in zip(expected, got):
         assert ((e - g).abs().max() / e.abs().max()).item() <= 1e-4
     assert model.switch_to_deploy() is model  # idempotent
+
+
+def test_official_module_names():
+    """The keys are those of the official/timm checkpoints (tests/test_parity.py checks the full list)."""
+    keys = GhostNet(1.0, out_indices=(5, )).state_dict()
+    for key in ['conv_stem.weight', 'bn1.running_var', 'blocks.0.0.ghost1.primary_conv.0.weight',
+                'blocks.0.0.ghost1.primary_conv.1.running_mean', 'blocks.0.0.ghost1.cheap_operation.0.weight',
+                'blocks.3.0.conv_dw.weight', 'blocks.3.0.bn_dw.bias', 'blocks.3.0.se.conv_reduce.weight',
+                'blocks.3.0.se.conv_expand.bias', 'blocks.3.0.shortcut.0.weight', 'blocks.3.0.shortcut.3.running_var',
+                'blocks.9.0.conv.weight', 'blocks.9.0.bn1.weight']:
+        assert key in keys, key
+    assert not any('.conv.' in k and not k.startswith('blocks.9.') for k in keys)  # no ConvModule names left
 
 
 @pytest.mark.parametrize('kwargs,exc,words', [

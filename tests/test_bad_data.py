@@ -224,11 +224,107 @@ def test_warnings_are_capped(tmp_path, logged_warnings):
     assert any('24 more data problems not shown' in line for line in logged_warnings)
 
 
+# ------------------------------------------------------------------------------ storage, parsing, workers
+try:
+    from mmengine.fileio.backends import BaseStorageBackend
+except ImportError:  # pragma: no cover
+    BaseStorageBackend = object
+
+
+class MemoryBackend(BaseStorageBackend):
+    """A remote-like storage: files live in a dict under ``memtest://``; ``osp.isfile`` knows none of them."""
+    files = {}
+
+    def __init__(self, **kwargs):
+        pass
+
+    def get(self, filepath):
+        try:
+            return self.files[str(filepath)]
+        except KeyError:
+            raise FileNotFoundError(filepath) from None
+
+    def get_text(self, filepath, encoding='utf-8'):
+        return self.get(filepath).decode(encoding)
+
+    def exists(self, filepath):
+        return self.isfile(filepath)
+
+    def isfile(self, filepath):
+        return str(filepath) in self.files
+
+    def join_path(self, filepath, *filepaths):
+        return '/'.join([str(filepath).rstrip('/')] + [p.strip('/') for p in filepaths])
+
+
+@pytest.fixture
+def memory_storage(tmp_path):
+    """The shapes of make_coco(), uploaded to memtest://bucket/ (2.png corrupt); the backend_args to read it."""
+    from mmengine.fileio import register_backend
+    register_backend('mmghost_test_memory', MemoryBackend, prefixes='memtest', force=True)
+    make_coco(tmp_path)
+    (tmp_path / 'img' / '2.png').write_bytes(b'not a png')
+    MemoryBackend.files = {
+        f'memtest://bucket/{osp.relpath(osp.join(d, f), tmp_path)}': open(osp.join(d, f), 'rb').read()
+        for d, _, names in os.walk(tmp_path) for f in names}
+    yield dict(backend='mmghost_test_memory')
+    MemoryBackend.files = {}
+
+
+def test_files_are_checked_through_the_storage_backend(memory_storage):
+    """backend_args reach every file check: remote images are not 'not found' (they were, with osp.isfile)."""
+    import mmghost.datasets  # noqa: F401
+    from mmdet.registry import DATASETS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    pipeline = [dict(type='LoadImageFromFile', backend_args=memory_storage)] + PIPELINE[1:]
+    ds = DATASETS.build(dict(type='SafeCocoDataset', data_root='memtest://bucket/', ann_file='annotations/train.json',
+                             data_prefix=dict(img=''), metainfo=dict(classes=CLASSES), pipeline=pipeline,
+                             backend_args=memory_storage, verify_images=True))
+    assert len(ds) == 3 and kinds(ds) == ['bad images']  # 2.png cannot be decoded; the others are found
+    assert 'memtest://bucket/img/2.png: image cannot be decoded' in ds.problems[0][1]
+    assert ds[0]['inputs'].shape[-2:] == (64, 64)
+
+
+def test_annotation_file_is_parsed_once(tmp_path, monkeypatch):
+    import json as json_module
+    make_coco(tmp_path)
+    parsed = []
+    real_load, real_loads = json_module.load, json_module.loads
+    monkeypatch.setattr(json_module, 'load', lambda *a, **k: parsed.append('load') or real_load(*a, **k))
+    monkeypatch.setattr(json_module, 'loads', lambda *a, **k: parsed.append('loads') or real_loads(*a, **k))
+    ds = build(tmp_path)
+    assert len(ds) == 4 and len(parsed) == 1, parsed
+
+
+def test_problems_met_in_dataloader_workers_reach_the_main_process(tmp_path, logged_warnings):
+    """Two worker processes find the corrupt images; the main process's dataset and DataProblemsHook know."""
+    from types import SimpleNamespace
+
+    from mmengine.dataset import pseudo_collate
+    from torch.utils.data import DataLoader
+
+    from mmghost.datasets import DataProblemsHook
+    make_coco(tmp_path, n_images=6)
+    for name in ('0.png', '3.png'):
+        (tmp_path / 'img' / name).write_bytes(b'garbage bytes')
+    ds = build(tmp_path)  # verify_images=False: found when the workers first read them
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=pseudo_collate)
+    for _ in range(2):  # two epochs: new worker processes see the same bad images again
+        assert sum(len(batch['inputs']) for batch in loader) == 6
+    runner = SimpleNamespace(train_dataloader=loader, epoch=2)
+    DataProblemsHook().after_train_epoch(runner)
+    assert any('dataloader workers met 2 new data problem(s) in epoch 2: 2 bad images' in line
+               for line in logged_warnings), logged_warnings
+    assert sorted(osp.basename(message.split(':')[0]) for _, message in ds.problems) == ['0.png', '3.png']
+    assert kinds(ds) == ['bad images'] * 2  # each once, however many workers and epochs met it
+
+
 # ------------------------------------------------------------------------------------------------ end to end
-def _train_config(tmp_path, data_root, ann_file='annotations/train.json', iters=4):
+def _train_config(tmp_path, data_root, ann_file='annotations/train.json', iters=4, num_workers=0):
     cfg = tmp_path / 'bad_data_cfg.py'
     cfg.write_text(tiny_config_text(data_root, iters=iters, size=64, batch_size=2, checkpoint_interval=iters,
-                                    imports=['mmghost', 'mmghost.datasets'],
+                                    imports=['mmghost', 'mmghost.datasets'], num_workers=num_workers,
                                     train_dataset=dict(type='SafeCocoDataset', ann_file=ann_file)))
     return str(cfg)
 
@@ -252,8 +348,8 @@ def test_training_survives_a_dataset_with_every_kind_of_bad_data(tmp_path):
     make_coco(tmp_path / 'data', n_images=n, anns=anns)
     os.remove(tmp_path / 'data' / 'img' / '6.png')  # missing
     (tmp_path / 'data' / 'img' / '5.png').write_bytes(b'not a png')  # corrupt
-    # 4 iterations x 2 images cover the 6 usable images (and the corrupt one) at least once
-    result = _train(_train_config(tmp_path, tmp_path / 'data'), tmp_path / 'work')
+    # 4 iterations x 2 images cover the 6 usable images (and the corrupt one) at least once; 2 dataloader workers
+    result = _train(_train_config(tmp_path, tmp_path / 'data', num_workers=2), tmp_path / 'work')
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert (tmp_path / 'work' / 'iter_4.pth').is_file()
@@ -261,6 +357,8 @@ def test_training_survives_a_dataset_with_every_kind_of_bad_data(tmp_path):
                    'annotation 101 of img/1.png',
                    'category_id 42', 'have no objects'):
         assert needle in out, needle
+    # the corrupt image was met in a worker; the main process's DataProblemsHook reports it
+    assert 'dataloader workers met 1 new data problem(s)' in out and out.count('5.png: image cannot be decoded') == 1
 
 
 @pytest.mark.slow

@@ -105,12 +105,70 @@ def test_batch_of_one_with_a_32px_image_is_a_batchnorm_error_in_training(model):
     train_step(model, [(32, 32), (32, 32)])  # batch 2: fine
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+def _cpu_autocast_supports(dtype):
+    try:
+        with torch.autocast('cpu', dtype=dtype):
+            return True
+    except RuntimeError:  # torch 2.1: "AutocastCPU only support Bfloat16"
+        return False
+
+
+@pytest.mark.parametrize('dtype', [
+    torch.bfloat16,
+    pytest.param(torch.float16, marks=pytest.mark.skipif(
+        not _cpu_autocast_supports(torch.float16),
+        reason=f'torch {torch.__version__} has no float16 autocast on CPU (bfloat16 only)'))], ids=['bf16', 'fp16'])
 def test_cpu_autocast_trains_and_predicts(model, dtype):
-    """Needs mmghost.datasets's float32 NMS on CPU (mmcv's kernel rejects fp16/bf16)."""
-    train_step(model, [(65, 97), (64, 64)], autocast_dtype=dtype)
-    results = predict(model, [(65, 97)], autocast_dtype=dtype)
+    """Needs float32 NMS on CPU (mmcv's kernel rejects fp16/bf16): mmcv_ops_in_float32, as in MMGhostRunner."""
+    from mmghost.engine import mmcv_ops_in_float32
+    with mmcv_ops_in_float32():
+        train_step(model, [(65, 97), (64, 64)], autocast_dtype=dtype)
+        results = predict(model, [(65, 97)], autocast_dtype=dtype)
     assert results[0].pred_instances.scores.float().max() <= 1
+
+
+def test_float32_mmcv_ops_are_scoped_to_their_context(model):
+    """Outside the context mmcv's own NMSop.forward is in place (the same object) and rejects bf16 on CPU."""
+    from mmcv.ops.nms import NMSop
+    from mmghost.engine import mmcv_ops_in_float32
+    original = NMSop.__dict__['forward']
+    with mmcv_ops_in_float32():
+        with mmcv_ops_in_float32():  # nested: still patched when the inner one exits
+            pass
+        assert NMSop.__dict__['forward'] is not original
+        predict(model, [(64, 64)], autocast_dtype=torch.bfloat16)
+    assert NMSop.__dict__['forward'] is original
+    with pytest.raises(RuntimeError):
+        predict(model, [(64, 64)], autocast_dtype=torch.bfloat16)
+
+
+def test_roi_align_takes_bf16_cpu_inputs_inside_the_context():
+    """Faster R-CNN's RoIAlign under CPU bf16 autocast (mmcv's CPU kernel has fp32/fp16 only); the gradient
+    comes back in the input's dtype."""
+    dtype = torch.bfloat16
+    from mmcv.ops import roi_align
+    from mmghost.engine import mmcv_ops_in_float32
+    feats = torch.arange(2 * 64, dtype=torch.float32).reshape(1, 2, 8, 8).to(dtype).requires_grad_()
+    rois = torch.tensor([[0, 0, 0, 4, 4]], dtype=dtype)
+    with pytest.raises(RuntimeError):
+        roi_align(feats, rois, (2, 2), 1.0, 2, 'avg', False)
+    with mmcv_ops_in_float32():
+        out = roi_align(feats, rois, (2, 2), 1.0, 2, 'avg', False)
+    expected = roi_align(feats.detach().float(), rois.float(), (2, 2), 1.0, 2, 'avg', False)
+    assert torch.equal(out, expected)
+    out.sum().backward()
+    assert feats.grad.dtype == dtype and float(feats.grad.float().sum()) == pytest.approx(8.0)
+
+
+def test_mmghost_runner_runs_its_loops_inside_float32_mmcv_ops(monkeypatch):
+    from mmcv.ops.nms import NMSop
+    from mmengine.runner import Runner
+    from mmghost.engine import MMGhostRunner
+    original, seen = NMSop.__dict__['forward'], []
+    for loop in ('train', 'val', 'test'):
+        monkeypatch.setattr(Runner, loop, lambda self: seen.append(NMSop.__dict__['forward'] is not original))
+        getattr(MMGhostRunner, loop)(object.__new__(MMGhostRunner))
+    assert seen == [True, True, True] and NMSop.__dict__['forward'] is original
 
 
 @pytest.mark.parametrize('poison', [float('nan'), float('inf')], ids=['nan', 'inf'])

@@ -10,7 +10,9 @@ from mmghost.engine import build_detector
 from mmghost.models import GhostNet
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+# Detection configs; configs/imagenet/ (mmpretrain classifiers) is checked by tests/test_imagenet_configs.py.
+CONFIGS = sorted(c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                 if not osp.relpath(c, osp.join(ROOT, 'configs')).startswith(('imagenet', '_base_')))
 PAPER = ['configs/retinanet_ghostnet_fpn.py', 'configs/faster_rcnn_ghostnet_fpn.py']
 
 
@@ -87,3 +89,29 @@ def test_configs_use_the_data_safety_net(config):
     assert cfg.model.data_preprocessor.type == 'CheckedDetDataPreprocessor'
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[loader].dataset.type == 'SafeCocoDataset', loader
+
+
+@pytest.mark.parametrize('config', [osp.relpath(c, ROOT) for c in CONFIGS])
+def test_configs_opt_into_crash_safety(config):
+    """Importing mmghost changes nothing: our configs ask for the runner and hooks by name."""
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    assert cfg.runner_type == 'MMGhostRunner'
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert cfg.default_hooks.data_problems.type == 'DataProblemsHook'
+
+
+def test_runner_of_a_user_config_on_top_of_ours_has_our_hooks(tmp_path):
+    """A user's `default_hooks = dict(checkpoint=dict(interval=2))` keeps AtomicCheckpointHook (dicts merge)."""
+    from mmengine.registry import RUNNERS
+
+    from mmghost.datasets import DataProblemsHook
+    from mmghost.engine import AtomicCheckpointHook, MMGhostRunner
+    user = tmp_path / 'user.py'
+    user.write_text(f"_base_ = {osp.join(ROOT, 'configs', 'demo', 'retinanet_ghostnet_shapes.py')!r}\n"
+                    "default_hooks = dict(checkpoint=dict(interval=2))\n"
+                    f"work_dir = {str(tmp_path / 'work')!r}\n")
+    runner = RUNNERS.build(Config.fromfile(str(user)))  # as mmdet's tools/train.py builds a runner_type
+    assert type(runner) is MMGhostRunner
+    checkpoint = [h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)]
+    assert len(checkpoint) == 1 and checkpoint[0].interval == 2 and checkpoint[0].max_keep_ckpts == 1
+    assert any(isinstance(h, DataProblemsHook) for h in runner.hooks)

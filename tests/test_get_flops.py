@@ -5,8 +5,7 @@ import pytest
 from mmengine.analysis import get_model_complexity_info
 
 import get_flops  # tools/get_flops.py
-from mmghost.models import GhostNet
-from mmghost.models.backbones.ghostnet import GhostNetClassifier
+from mmghost.models import GhostNet, GhostNetClassifier
 
 RETINANET = 'configs/retinanet_ghostnet_fpn.py'
 
@@ -34,9 +33,13 @@ def test_backbone_figures_and_stage_table():
 def test_final_conv_and_classifier():
     full = get_flops.backbone_complexity(GhostNet(1.1, out_indices=(5, )))
     assert round(full['flops'] / 1e6, 2) == 172.03 and full['stages'][-1]['name'] == 'final conv'
-    classifier = get_flops.backbone_complexity(GhostNetClassifier(1.0))  # not a GhostNet: no stage table
+    classifier = get_flops.backbone_complexity(GhostNetClassifier(1.0))
     assert round(classifier['flops'] / 1e6, 2) == 148.27 and classifier['params'] == 5_182_508
-    assert classifier['stages'] == []
+    assert [s['name'] for s in classifier['stages']] == ['stem', 'stage 1', 'stage 2', 'stage 3', 'stage 4',
+                                                         'final conv', 'ImageNet head']
+    head = classifier['stages'][-1]
+    assert head['modules'] == 'pool, conv_head, classifier'
+    assert head['params'] == 960 * 1280 + 1280 + 1280 * 1000 + 1000
 
 
 def test_cli_with_paper_rows(tmp_path, capsys):
@@ -47,16 +50,26 @@ def test_cli_with_paper_rows(tmp_path, capsys):
     assert '| stage 4 | blocks.7..8 | yes    |      176 |     32 |     7x7 |  54.80M |' in text
     assert 'detector' not in result
     # Paper Table 8 next to ours.
-    assert '| GhostNet 1.1x    |        164M |        162.82M |      172.03M |       3,033,722 |' in text
+    assert '| GhostNet 1.1x    |        164M |        162.82M |      155.25M |      172.03M |       3,033,722 |' in text
     assert '| MobileNetV2 1.0x |        300M |' in text and '26.7 |' in text
     assert '| MobileNetV3 1.0x |        219M |            n/a |' in text
     assert '(141M, T7)' in text and 'has not been measured by this project' in text
+    # The family's ImageNet networks next to their papers' FLOPs.
+    # GhostNet-1.0x deployed (norms folded, what the paper counts): 141.20M for the paper's 141M.
+    assert '| GhostNet 1.0x   |        141M |            141.20M | 1.001 |  148.27M |         5,182,508 |' in text
     saved = json.loads(out.read_text())
     assert saved['backbone']['flops'] == 162_820_112
     assert saved['paper_table8'][2] == dict(backbone='GhostNet 1.1x', flops=164e6, retinanet_map=26.6,
                                             faster_rcnn_map=26.9)
-    assert [r['backbone'] for r in saved['paper_backbones']] == ['GhostNet 1.0x', 'GhostNet 1.1x',
-                                                                 'MobileNetV2 1.0x']
+    detection = [r['backbone'] for r in saved['paper_backbones'] if r['kind'] == 'detection backbone']
+    assert detection == ['GhostNet 1.0x', 'GhostNet 1.1x', 'MobileNetV2 1.0x']
+    imagenet = {r['backbone']: r for r in saved['paper_backbones'] if r['kind'] == 'ImageNet network'}
+    assert list(imagenet) == ['GhostNet 1.0x', 'GhostNetV2 1.0x', 'GhostNetV2 1.3x', 'GhostNetV2 1.6x',
+                              'GhostNetV3 1.0x', 'GhostNetV3 1.3x']
+    assert imagenet['GhostNet 1.0x']['params'] == 5_182_508
+    for row in imagenet.values():  # every registered member (deployed) within 1% of its paper's FLOPs
+        if 'flops' in row:
+            assert abs(row['flops'] / row['paper_flops'] - 1) < 0.01, row
 
 
 def test_cli_detector_parts(capsys):

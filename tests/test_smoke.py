@@ -43,3 +43,33 @@ def test_config_inheriting_mmdet_base_parses(tmp_path):
     assert cfg.model.type == 'RetinaNet'
     assert cfg.model.backbone == dict(type='GhostNet', widen_factor=1.1)
     assert cfg.train_cfg.max_epochs == 12
+
+
+def test_user_facing_errors_become_one_line_only_inside_a_tools_main(capsys, monkeypatch):
+    """The `error:` line belongs to our tools' main() (exit_on_user_error), not to a global excepthook."""
+    import sys
+
+    import pytest
+
+    from mmghost.utils import DataError, exit_on_user_error
+    hook = sys.excepthook
+    monkeypatch.delenv('MMGHOST_TRACEBACK', raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        with exit_on_user_error():
+            raise DataError('annotation file a.json is not COCO')
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.splitlines()[0] == 'error: annotation file a.json is not COCO'
+    worker = DataError('Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call '
+                       'last):\n  File "x.py", line 1\nmmghost.utils.errors.DataError: img/3.png: not found')
+    with pytest.raises(SystemExit):
+        with exit_on_user_error():
+            raise worker
+    assert capsys.readouterr().err.splitlines()[0] == 'error: img/3.png: not found'
+    with pytest.raises(ValueError, match='a bug'):  # not ours: the traceback stays
+        with exit_on_user_error():
+            raise ValueError('a bug')
+    monkeypatch.setenv('MMGHOST_TRACEBACK', '1')
+    with pytest.raises(DataError):
+        with exit_on_user_error():
+            raise DataError('shown with its traceback')
+    assert sys.excepthook is hook

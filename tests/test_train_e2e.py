@@ -119,3 +119,30 @@ def test_distributed_two_processes_on_cpu(tiny):
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
     train = [s for s in scalars(work_dir) if 'loss' in s]
     assert len(train) == 2  # 16 images / (2 processes x batch 4)
+
+
+def test_test_py_refuses_a_checkpoint_that_would_run_code_with_one_error_line(tiny):
+    """tools/test.py reads the checkpoint with the restricted unpickler (both stacks); main() prints one line."""
+    import torch
+    from mmghost.utils import safe_torch_load
+    marker = osp.join(tiny['base'], 'pwned')
+    checkpoint = safe_torch_load(osp.join(tiny['work_dir'], 'epoch_2.pth'))
+    checkpoint['meta']['payload'] = _RunsCode(marker)
+    evil = osp.join(tiny['base'], 'evil.pth')
+    torch.save(checkpoint, evil)
+    env = dict(os.environ)
+    env.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)
+    proc = subprocess.run([sys.executable, 'tools/test.py', tiny['config'], evil, '--work-dir',
+                           osp.join(tiny['base'], 'test_evil')], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'error: refused to load' in proc.stderr and 'Nothing from it was executed' in proc.stderr
+    assert 'Traceback' not in proc.stderr and not osp.exists(marker)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))

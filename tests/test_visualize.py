@@ -76,3 +76,25 @@ def test_config_checkpoint_and_module_choice(image, tmp_path, capsys):
         visualize_features.build_backbone('configs/demo/retinanet_mobilenetv2_shapes.py')
     with pytest.raises(FileNotFoundError):
         visualize_features.visualize(str(tmp_path / 'missing.png'), str(tmp_path))
+
+
+@pytest.mark.parametrize('backbone_type', ['GhostNetV2', 'GhostNetV3'])
+def test_family_backbones(backbone_type, image):
+    """The tool serves every family member: V2's Ghost modules (with DFC attention), V3's after
+    re-parameterisation (one primary and one cheap conv each)."""
+    from mmdet.registry import MODELS
+    if MODELS.get(backbone_type) is None:
+        pytest.skip(f'{backbone_type} is not registered')
+    torch.manual_seed(0)
+    backbone = visualize_features.prepare_backbone(MODELS.build(dict(type=backbone_type)))
+    modules = visualize_features.ghost_modules(backbone)
+    assert 'blocks.1.0.ghost1' in modules and 'blocks.8.3.ghost2' in modules
+    _, x = visualize_features.load_image(image, 96, visualize_features.MEAN, visualize_features.STD)
+    intrinsic, ghost, stages = visualize_features.capture(backbone, 'blocks.6.4.ghost1', x)
+    module = modules['blocks.6.4.ghost1']
+    with torch.no_grad():
+        torch.testing.assert_close(module.cheap_operation(intrinsic[None])[0], ghost)
+    assert [tuple(s.shape[1:]) for s in stages] == [(36, 48), (18, 24), (9, 12), (5, 6), (3, 3)]
+    with torch.no_grad():
+        for out, index in zip(backbone(x), backbone.out_indices):
+            torch.testing.assert_close(out[0], stages[index])

@@ -1,4 +1,4 @@
-"""Export a GhostNet backbone, or a single-stage detector's tensor forward, to ONNX; optionally check it.
+"""Export a GhostNet-family backbone, or a single-stage detector's tensor forward, to ONNX; optionally check it.
 
     python tools/export_onnx.py CONFIG [CHECKPOINT] OUT.onnx [--backbone-only] [--deploy] [--shape H W]
         [--opset 17] [--verify] [--cfg-options KEY=VALUE ...]
@@ -11,18 +11,21 @@
 * The input ``input`` is the batch *after* mmdet's data preprocessor: RGB, normalised with the config's
   ``data_preprocessor`` mean/std, padded to a multiple of its ``pad_size_divisor``. Batch, height and width are
   dynamic axes (so are every output's).
-* ``--deploy`` folds the backbone's batch norms into its convs first (``GhostNet.switch_to_deploy``).
+* ``--deploy`` puts the backbone in deploy mode first (``switch_to_deploy``: V3's re-parameterisation branches
+  fused, batch norms folded into the convs). GhostNetV2's DFC attention (2x2 average pooling, nearest upsampling
+  to the feature's size) exports with dynamic, odd sizes too (tests/test_onnx_export.py).
 * ``--verify`` runs the file with onnxruntime (CPU) on an input with another batch size and image size than
   the export example, and fails if any output differs from PyTorch by more than ``--atol`` (default 1e-4).
 * CHECKPOINT is an mmdet checkpoint of the detector (``state_dict`` with ``backbone.``, ``neck.``, ... keys).
   Without it the model has random weights; the config's backbone ``init_cfg`` is never used (its checkpoint
   file may not exist).
 
-The legacy TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) is used: it needs only the ``onnx``
-package, and it traces the dynamic shapes of FPN's upsampling correctly. The backbone's input checks compare
-the (static) channel count and trigger harmless TracerWarnings, which are silenced.
+The legacy TorchScript exporter (``torch.onnx.export(..., dynamo=False)``; the only one in torch 2.1) is used:
+it needs only the ``onnx`` package, and it traces the dynamic shapes of FPN's upsampling correctly. The
+backbone skips its input checks while being traced; other TracerWarnings (mmdet's heads) are silenced.
 """
 import argparse
+import inspect
 import os.path as osp
 import sys
 import warnings
@@ -36,10 +39,13 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/export_onnx.py` from a checkout without an install
     sys.path.insert(0, ROOT)
 
-import mmghost  # noqa: E402,F401  registers GhostNet
-from mmghost.engine import build_detector, load_config  # noqa: E402
+import mmghost  # noqa: E402,F401  registers the GhostNet family
+from mmghost.engine import build_detector, load_config, load_detector_checkpoint  # noqa: E402
+from mmghost.utils import exit_on_user_error  # noqa: E402
 
 DEFAULT_OPSET = 17
+# torch >= 2.5 has a `dynamo` switch (and defaults it to True from 2.9); torch 2.1 has only the legacy exporter.
+LEGACY_EXPORTER = dict(dynamo=False) if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
 
 
 def parse_args(argv=None):
@@ -71,8 +77,8 @@ def build_model(config, checkpoint=None, cfg_options=None) -> nn.Module:
     """The config's detector in eval mode, with the checkpoint's weights or random ones (never ``init_cfg``)."""
     model = build_detector(load_config(config, cfg_options))
     if checkpoint is not None:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        # Read safely (weights_only semantics on every torch), then mmengine's key handling.
+        load_detector_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     model.eval()
     return model
 
@@ -128,8 +134,9 @@ def export(module: nn.Module, out: str, shape: Sequence[int] = (320, 320), opset
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export.*')
         with torch.no_grad():
-            torch.onnx.export(module, (example, ), out, dynamo=False, opset_version=opset, input_names=['input'],
-                              output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
+            torch.onnx.export(module, (example, ), out, opset_version=opset, input_names=['input'],
+                              output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+                              **LEGACY_EXPORTER)
     return dict(out=out, input_shape=list(example.shape), output_names=output_names)
 
 
@@ -191,4 +198,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

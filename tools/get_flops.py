@@ -6,14 +6,17 @@
 Everything is counted by mmengine's complexity analysis (``mmengine.analysis.FlopAnalyzer``, the counter behind
 ``get_model_complexity_info``, and ``parameter_count``) on a model built from the config with random weights
 (no checkpoint is loaded). "FLOPs" are multiply-adds, as the paper and mmengine count them; mmengine counts
-convs, linears and pools, and skips batch norms, activations and the SE gate product.
+convs, linears, norms (eval-mode batch norm: one multiply-add per element), pools and upsampling, and skips
+activations and elementwise products and sums (SE/DFC gates, residual adds).
 
 * Backbone: at ``--backbone-shape`` (default 224x224, the paper's convention), one row per stage.
 * Detector: its tensor forward (backbone + neck + heads, no post-processing) at ``--shape`` (default 800x1333,
   the 1x-schedule test scale), padded up to a multiple of 32 as mmdet's data preprocessor does. For two-stage
   detectors this includes the RoI head on the RPN's proposals, so the count depends on how many survive NMS.
-* ``--paper``: the paper's Table 8 rows (constants, labelled as such) next to the backbones measured here at
-  224x224 (GhostNet 1.0x and 1.1x, and mmdet's MobileNetV2 1.0x).
+* ``--paper``: the papers' figures (constants, labelled as such) next to what this tool measures at 224x224:
+  every family member and width with a published figure (GhostNet 1.0x ImageNet network and 1.1x detection
+  backbone, GhostNetV2 1.0/1.3/1.6x, GhostNetV3 1.0/1.3x ImageNet networks), the paper's Table 8 detection rows,
+  and mmdet's MobileNetV2 1.0x. Family members not registered (not importable) are listed as not measured.
 """
 import argparse
 import json
@@ -23,6 +26,7 @@ import sys
 from functools import partial
 
 import torch
+from mmcv.cnn.utils import fuse_conv_bn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.config import DictAction
 
@@ -30,13 +34,15 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/get_flops.py` from a checkout without an install
     sys.path.insert(0, ROOT)
 
-import mmghost  # noqa: E402,F401  registers GhostNet
+import mmghost  # noqa: E402,F401  registers the GhostNet family
 from mmghost.engine import build_detector, load_config  # noqa: E402
-from mmghost.models import GhostNet  # noqa: E402
+from mmghost.models import GhostNetBase, classifier_class  # noqa: E402
+from mmghost.registry import MODELS  # noqa: E402
+from mmghost.utils import exit_on_user_error  # noqa: E402
 
-# Paper constants: "GhostNet: More Features from Cheap Operations" (CVPR 2020). Table 8: COCO val, 1x schedule,
-# 800/1333 input; "Backbone FLOPs" at 224x224. Table 7: ImageNet, the classification network at 224x224.
-# These are the paper's numbers, not measured by this project.
+# Papers' constants, not measured by this project. "FLOPs" are multiply-adds at 224x224.
+# GhostNet (CVPR 2020): Table 8, COCO val, 1x schedule, 800/1333 input, backbone FLOPs at 224x224; Table 7,
+# the ImageNet network.
 PAPER_TABLE8 = (
     # backbone, paper backbone FLOPs, RetinaNet mAP, Faster R-CNN mAP
     dict(backbone='MobileNetV2 1.0x', flops=300e6, retinanet_map=26.7, faster_rcnn_map=27.5),
@@ -44,6 +50,17 @@ PAPER_TABLE8 = (
     dict(backbone='GhostNet 1.1x', flops=164e6, retinanet_map=26.6, faster_rcnn_map=26.9),
 )
 PAPER_TABLE7_GHOSTNET_1X = dict(backbone='GhostNet 1.0x', flops=141e6, params=5.2e6, top1=73.9)
+# ImageNet networks of the family with a published figure: (type, width, paper FLOPs, paper top-1, where).
+PAPER_IMAGENET = (
+    ('GhostNet', 1.0, 141e6, 73.9, 'GhostNet paper, Table 7'),
+    ('GhostNetV2', 1.0, 167e6, 75.3, 'GhostNetV2 paper (NeurIPS 2022)'),
+    ('GhostNetV2', 1.3, 269e6, 76.9, 'GhostNetV2 paper'),
+    ('GhostNetV2', 1.6, 399e6, 77.8, 'GhostNetV2 paper'),
+    # The V3 abstract gives 1.3x: 79.1% with 269M FLOPs. 1.0x: 77.1% top-1 (issue 12, official README); its
+    # FLOPs are taken as V2-1.0x's (the re-parameterised V3 is V2's architecture), not read from the paper.
+    ('GhostNetV3', 1.0, 167e6, 77.1, 'GhostNetV3: V2-1.0x\'s FLOPs (deployed V3 = V2 architecture)'),
+    ('GhostNetV3', 1.3, 269e6, 79.1, 'GhostNetV3 paper, abstract'),
+)
 
 
 def parse_args(argv=None):
@@ -84,7 +101,11 @@ def build_backbone(backbone_cfg):
 
 
 def backbone_complexity(backbone: torch.nn.Module, shape=(224, 224)) -> dict:
-    """Total FLOPs and params of a backbone at ``1x3xHxW``, and per stage for GhostNet."""
+    """Total FLOPs and params of a backbone at ``1x3xHxW``, and per stage for the GhostNet family.
+
+    The stage rows come from the backbone's own stage loop (``forward_taps``) and module lists
+    (``stage_module_names``); an ImageNet classifier adds a row for its head (``conv_head``, ``classifier``).
+    """
     backbone.eval()  # not `backbone = backbone.eval()`: mmdet's MobileNetV2.train() returns None
     x = torch.randn(1, 3, *shape)
     with torch.no_grad():
@@ -93,24 +114,29 @@ def backbone_complexity(backbone: torch.nn.Module, shape=(224, 224)) -> dict:
         total = analyzer.total()
         params = parameter_count(backbone)
     result = dict(input_shape=[1, 3, *shape], flops=total, params=params[''], stages=[])
-    if not isinstance(backbone, GhostNet):
+    if not isinstance(backbone, GhostNetBase):
         return result
+    built = list(range(backbone.num_stages + 1))
     with torch.no_grad():
-        feat = backbone.stem(x)
-        sizes = [tuple(feat.shape[2:])]
-        for groups in backbone.stage_groups:
-            for g in groups:
-                feat = backbone.blocks[g](feat)
-            sizes.append(tuple(feat.shape[2:]))
-    names = [['stem']] + [[f'blocks.{g}' for g in groups] for groups in backbone.stage_groups]
-    for index, modules in enumerate(names):
+        sizes = [tuple(f.shape[2:]) for f in backbone.forward_taps(x, built)]
+    for index in built:
+        modules = backbone.stage_module_names(index)
         info = backbone.all_feature_info[index]
         result['stages'].append(
             dict(stage=index, name='stem' if index == 0 else ('final conv' if index == 5 else f'stage {index}'),
-                 modules=modules[0] if len(modules) == 1 else f'{modules[0]}..{modules[-1].split(".")[-1]}',
+                 modules='stem' if index == 0 else (
+                     modules[0] if len(modules) == 1 else f'{modules[0]}..{modules[-1].split(".")[-1]}'),
                  channels=info['num_chs'], stride=info['reduction'], output_size=list(sizes[index]),
                  output=index in backbone.out_indices,
-                 flops=sum(by_module[m] for m in modules), params=sum(params[m] for m in modules)))
+                 flops=sum(by_module.get(m, 0) for m in modules), params=sum(params.get(m, 0) for m in modules)))
+    head = [name for name in ('conv_head', 'classifier') if hasattr(backbone, name)]
+    if head:
+        # The global pool is a function of the classifier's forward: mmengine counts it at the top level.
+        trunk = sum(s['flops'] for s in result['stages'])
+        result['stages'].append(
+            dict(stage=None, name='ImageNet head', modules='pool, ' + ', '.join(head), channels=backbone.num_classes,
+                 stride='', output_size=[], output=True, flops=total - trunk,
+                 params=sum(params.get(m, 0) for m in head)))
     counted = sum(s['flops'] for s in result['stages'])
     assert counted == total, f'per-stage FLOPs {counted} do not add up to the total {total}'
     return result
@@ -155,14 +181,33 @@ def measure(config, shape=(800, 1333), backbone_shape=(224, 224), detector=True,
     return result
 
 
+def _registered(name):
+    return MODELS.get(name) is not None
+
+
 def measure_paper_backbones() -> list:
-    """The backbones of paper Table 8 that can be built here, measured at 224x224."""
+    """What the papers give figures for, measured here at 224x224: the family's ImageNet networks per width,
+    GhostNet's detection backbones (1.0x, 1.1x) and mmdet's MobileNetV2."""
     rows = []
+    for name, widen, paper_flops, top1, where in PAPER_IMAGENET:
+        row = dict(backbone=f'{name} {widen:.1f}x', kind='ImageNet network', paper_flops=paper_flops,
+                   paper_top1=top1, paper_source=where)
+        if _registered(name):
+            # The papers count the deployed network: convs and the classifier, no norms (mmengine counts eval-mode
+            # batch norms), V3's re-parameterisation branches fused. Both forms are kept.
+            model = classifier_class(name)(widen)
+            built = backbone_complexity(model)
+            deployed = backbone_complexity(model.switch_to_deploy(channels_last=False))
+            row.update(flops=deployed['flops'], params=built['params'], built_flops=built['flops'],
+                       deployed_params=deployed['params'])
+        rows.append(row)
+    ghostnet = MODELS.get('GhostNet')
     for widen in (1.0, 1.1):
-        det = backbone_complexity(GhostNet(widen))
-        full = backbone_complexity(GhostNet(widen, out_indices=(5, )))
-        rows.append(dict(backbone=f'GhostNet {widen:.1f}x', flops=det['flops'], flops_with_final_conv=full['flops'],
-                         params=det['params']))
+        det = backbone_complexity(ghostnet(widen))
+        deployed = backbone_complexity(ghostnet(widen).switch_to_deploy(channels_last=False))
+        full = backbone_complexity(ghostnet(widen, out_indices=(5, )))
+        rows.append(dict(backbone=f'GhostNet {widen:.1f}x', kind='detection backbone', flops=det['flops'],
+                         deployed_flops=deployed['flops'], flops_with_final_conv=full['flops'], params=det['params']))
     try:  # mmdet's MobileNetV2; importing mmdet.models needs mmcv's compiled ops
         from mmdet.models.backbones import MobileNetV2
     except ImportError:  # pragma: no cover
@@ -174,8 +219,9 @@ def measure_paper_backbones() -> list:
     mbv2.layers.remove('conv2')
     mbv2.out_indices = (6, )
     det = backbone_complexity(mbv2)
-    rows.append(dict(backbone='MobileNetV2 1.0x', flops=det['flops'], flops_with_final_conv=full['flops'],
-                     params=det['params']))
+    deployed = backbone_complexity(fuse_conv_bn(mbv2))
+    rows.append(dict(backbone='MobileNetV2 1.0x', kind='detection backbone', flops=det['flops'],
+                     deployed_flops=deployed['flops'], flops_with_final_conv=full['flops'], params=det['params']))
     return rows
 
 
@@ -196,8 +242,8 @@ def format_report(result, paper_rows=None) -> str:
     bb = result['backbone']
     h, w = bb['input_shape'][2:]
     out.append(f'Config: {result["config"]}')
-    out.append('FLOPs are multiply-adds counted by mmengine.analysis (convs, linears, pools; not norms, '
-               'activations or the SE gate product); random weights, batch 1.')
+    out.append('FLOPs are multiply-adds counted by mmengine.analysis (convs, linears, norms, pools, upsampling; not '
+               'activations or elementwise products and sums); random weights, batch 1.')
     out.append('')
     out.append(f'Backbone ({result["backbone_type"]}) at {h}x{w}: {fmt(bb["flops"])} FLOPs, '
                f'{bb["params"]:,} params ({fmt(bb["params"])})')
@@ -224,26 +270,42 @@ def format_report(result, paper_rows=None) -> str:
         out.append(_table(['part', 'FLOPs', 'share', 'params'], rows))
     if paper_rows is not None:
         out.append('')
-        out.append('Paper Table 8 (COCO val, 1x schedule, backbone FLOPs at 224x224). "paper" columns: constants '
-                   'quoted from the paper;')
-        out.append('"measured" columns: this tool at 224x224, backbone up to the stride-32 blocks ("+ final conv": '
-                   'with the last 1x1 conv of the classification trunk).')
-        measured = {r['backbone']: r for r in paper_rows}
+        out.append('ImageNet networks at 224x224 (trunk + 1280-d head + classifier). "paper" columns: constants quoted '
+                   'from the papers; "measured": this tool.')
+        rows = []
+        for r in (r for r in paper_rows if r['kind'] == 'ImageNet network'):
+            measured = 'flops' in r
+            rows.append([r['backbone'], f'{r["paper_flops"] / 1e6:.0f}M', fmt(r['flops']) if measured else 'n/a',
+                         f'{r["flops"] / r["paper_flops"]:.3f}' if measured else '',
+                         fmt(r['built_flops']) if measured else '',
+                         f'{r["params"]:,}' if measured else 'not registered', r['paper_top1'], r['paper_source']])
+        out.append(_table(['network', 'paper FLOPs', 'measured, deployed', 'ratio', 'as built', 'params (as built)',
+                           'paper top-1', 'source'], rows, ['<', '>', '>', '>', '>', '>', '>', '<']))
+        out.append('"deployed": after switch_to_deploy() (norms folded into the convs, V3\'s re-parameterisation '
+                   'branches fused), what the papers count; "as built": the training form, eval-mode norms counted.')
+        out.append('')
+        out.append('Paper Table 8 (GhostNet, COCO val, 1x schedule, backbone FLOPs at 224x224). "measured": '
+                   'backbone up to the stride-32 blocks ("+ final conv": with the last 1x1 conv of the trunk).')
+        measured = {r['backbone']: r for r in paper_rows if r['kind'] == 'detection backbone'}
         rows = []
         for p in PAPER_TABLE8:
             m = measured.get(p['backbone'])
             rows.append([p['backbone'], f'{p["flops"] / 1e6:.0f}M',
-                         fmt(m['flops']) if m else 'n/a', fmt(m['flops_with_final_conv']) if m else 'n/a',
+                         fmt(m['flops']) if m else 'n/a', fmt(m['deployed_flops']) if m else 'n/a',
+                         fmt(m['flops_with_final_conv']) if m else 'n/a',
                          f'{m["params"]:,}' if m else 'n/a', p['retinanet_map'], p['faster_rcnn_map']])
         for name, m in measured.items():
             if name not in {p['backbone'] for p in PAPER_TABLE8}:
                 paper = PAPER_TABLE7_GHOSTNET_1X if name == PAPER_TABLE7_GHOSTNET_1X['backbone'] else None
                 rows.append([name, f'({paper["flops"] / 1e6:.0f}M, T7)' if paper else '-', fmt(m['flops']),
-                             fmt(m['flops_with_final_conv']), f'{m["params"]:,}', '-', '-'])
-        out.append(_table(['backbone', 'paper FLOPs', 'measured FLOPs', '+ final conv', 'measured params',
-                           'paper RetinaNet mAP', 'paper Faster R-CNN mAP'], rows))
+                             fmt(m['deployed_flops']), fmt(m['flops_with_final_conv']), f'{m["params"]:,}', '-',
+                             '-'])
+        out.append(_table(['backbone', 'paper FLOPs', 'measured FLOPs', 'norms folded', '+ final conv',
+                           'measured params', 'paper RetinaNet mAP', 'paper Faster R-CNN mAP'], rows))
         out.append('MobileNetV3 is not in mmdet: not measured. "T7": paper Table 7 (ImageNet classifier, with its '
                    'head: 141M FLOPs, 5.2M params, 73.9% top-1); GhostNet 1.0x is not in Table 8.')
+        out.append('mmengine counts convs, linears, norms, pools and upsampling; not activations or elementwise '
+                   'products and sums (the SE/DFC gates, residual adds).')
         out.append('COCO mAP of these configs has not been measured by this project.')
     return '\n'.join(out)
 
@@ -264,4 +326,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

@@ -3,9 +3,10 @@
     python tools/make_shapes_dataset.py data/shapes --train 600 --val 100 --seed 0
 
 Writes ``OUT/train/*.png``, ``OUT/val/*.png`` and ``OUT/annotations/instances_{train,val}.json``. Each image has
-1..``--max-objects`` shapes (circle, square, triangle) of varied sizes and colours on a noisy background; later
-shapes may partly cover earlier ones (occlusion), but never by more than ``--max-overlap`` of a box's area, so
-every annotated object stays visible. The same arguments always give the same files.
+1..``--max-objects`` shapes (circle, square, triangle) of varied sizes and colours on one of five kinds of
+background (flat colour, mild or strong gradients, blurred noise, stripes); later shapes may partly cover earlier
+ones (occlusion), but never by more than ``--max-overlap`` of a box's area, so every annotated object stays
+visible. The same arguments always give the same files.
 """
 import argparse
 import json
@@ -51,10 +52,29 @@ def _overlap(a, b):
 
 
 def _background(rng, size):
-    base = rng.integers(0, 256, 3)
-    gradient = np.linspace(0, 1, size)[None, :, None] * rng.integers(-60, 61, 3)
-    noise = rng.normal(0, 12, (size, size, 3))
-    return np.clip(base + gradient + noise, 0, 255).astype(np.uint8)
+    """One of five kinds, so the detector does not learn a single kind of background: a colour with a mild
+    gradient and noise, a flat colour, a strong gradient in a random direction, blurred colour noise, or
+    two-colour stripes at any angle and period."""
+    kind = int(rng.integers(5))
+    base = rng.integers(0, 256, 3).astype(np.float64)
+    if kind == 0:
+        img = (base + np.linspace(0, 1, size)[None, :, None] * rng.integers(-60, 61, 3)
+               + rng.normal(0, 12, (size, size, 3)))
+    elif kind == 1:
+        img = np.broadcast_to(base, (size, size, 3)) + rng.normal(0, 2, (size, size, 3))
+    elif kind == 2:
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:size, 0:size] / size
+        img = base + (np.cos(angle) * xx + np.sin(angle) * yy)[..., None] * rng.integers(-160, 161, 3)
+    elif kind == 3:
+        img = cv2.GaussianBlur(base + rng.normal(0, 50, (size, size, 3)), (0, 0), rng.uniform(0.5, 2.0))
+    else:
+        other = rng.integers(0, 256, 3).astype(np.float64)
+        angle = rng.uniform(0, np.pi)
+        yy, xx = np.mgrid[0:size, 0:size]
+        phase = (np.cos(angle) * xx + np.sin(angle) * yy) / rng.uniform(4, size / 3)
+        img = np.where(((phase % 1.0) < 0.5)[..., None], base, other) + rng.normal(0, 4, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _colour(rng, background):

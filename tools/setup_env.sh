@@ -1,67 +1,102 @@
 #!/usr/bin/env bash
-# Creates or updates ./.venv with the pinned mmghost stack (CPU torch, mmcv with compiled ops, mmdet).
+# Creates or updates the virtual environments of the two stacks mmghost is tested on.
 #
-# Idempotent: when every pin is already satisfied it only checks and exits in a few seconds.
-# The one slow step is mmcv 2.1.0, which has no wheel on PyPI and is compiled from source
-# (7.5 minutes measured on 2 cores with ninja); pip caches the built wheel, so later setups on the same machine
-# are instant.
+#   tools/setup_env.sh                # both stacks (what `make test` runs)
+#   tools/setup_env.sh torch213       # .venv:         torch 2.13.0 CPU build, mmcv 2.1.0 with ops, mmdet 3.3.0
+#   tools/setup_env.sh torch21        # .venv-torch21: torch 2.1.2 + torchvision 0.16.2 (PyPI's CUDA build, runs on
+#                                     #                the CPU), mmcv 2.1.0 with ops, mmdet 3.3.0, timm, mmpretrain
 #
-# Environment: PYTHON (interpreter for a new venv, default python3), MMGHOST_VENV (default .venv),
-# MAX_JOBS (parallel compile jobs for mmcv, default: number of cores).
+# Idempotent: when a stack's inputs are unchanged and it imports, it only checks and returns in seconds.
+# The slow step is mmcv 2.1.0, which has no wheel on PyPI and is compiled from source (about 6-8 minutes on
+# 2 cores with ninja). Its compiled ops link against one torch build, and pip's wheel cache keys wheels by
+# name and version only: a wheel built against torch 2.13 installed beside torch 2.1 fails with
+# "undefined symbol". So mmcv is built with pip's cache off and kept in our own cache, one folder per torch
+# build and Python: $MMGHOST_WHEEL_CACHE (default ~/.cache/mmghost/wheels)/mmcv-2.1.0/torch-<version>-<python>/.
+#
+# Environment: PYTHON (interpreter for new venvs, default python3.11 if present, else python3),
+# MAX_JOBS (parallel compile jobs for mmcv, default: number of cores), MMGHOST_WHEEL_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-VENV=${MMGHOST_VENV:-.venv}
-CONSTRAINTS=requirements/constraints.txt
-STAMP="$VENV/.mmghost-setup-stamp"
-log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-# The stamp records the inputs of the last successful setup; if they are unchanged and the stack imports,
-# there is nothing to do.
-want=$(cat tools/setup_env.sh setup.py requirements/*.txt | sha256sum | cut -d' ' -f1)
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] &&
-   "$VENV/bin/python" -c 'import mmcv.ops, mmdet, mmghost' 2>/dev/null; then
-  log "environment $VENV is up to date"
-  exit 0
+if [[ -z "${PYTHON:-}" ]]; then
+  PYTHON=$(command -v python3.11 || command -v python3)
 fi
+WHEEL_CACHE=${MMGHOST_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmghost/wheels}
+MMCV_VERSION=2.1.0
+log() { printf '[setup %s %s] %s\n' "$STACK" "$(date +%H:%M:%S)" "$*"; }
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "creating virtual environment $VENV with $($PYTHON --version)"
-  "$PYTHON" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-# pip warns once per package about this machine's empty local index folders; that is noise, drop it.
-pip_install() {
-  "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$@" \
-    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
-}
+# setup_stack NAME VENV CONSTRAINTS TORCH_PACKAGES EXTRA_REQUIREMENTS
+setup_stack() {
+  STACK=$1
+  local venv=$2 constraints=$3 torch_packages=$4 extra=$5
+  local stamp="$venv/.mmghost-setup-stamp" start=$SECONDS
+  local want
+  want=$(cat tools/setup_env.sh setup.py requirements/tests.txt "$constraints" ${extra:+"$extra"} \
+         | sha256sum | cut -d' ' -f1)
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
+     "$venv/bin/python" -c 'import mmcv.ops, mmdet, mmghost' 2>/dev/null; then
+    log "environment $venv is up to date"
+    return 0
+  fi
 
-log "installing build tools and torch 2.13.0 (CPU build)"
-pip_install 'setuptools>=77,<82' wheel ninja torch==2.13.0 numpy
-log "installing mmengine and mmcv's runtime requirements"
-pip_install mmengine addict packaging Pillow pyyaml yapf opencv-python
+  if [[ ! -x "$venv/bin/python" ]]; then
+    log "creating virtual environment $venv with $("$PYTHON" --version)"
+    "$PYTHON" -m venv "$venv"
+  fi
+  local py="$venv/bin/python"
+  # pip warns once per package about this machine's empty local index folders; that is noise, drop it.
+  pip_install() {
+    "$py" -m pip install --disable-pip-version-check -q -c "$constraints" "$@" \
+      2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+  }
 
-if "$PY" - <<'EOF' 2>/dev/null
-import mmcv, mmcv.ops
-assert mmcv.__version__ == '2.1.0'
-EOF
-then
-  log "mmcv 2.1.0 with ops already installed"
-else
-  log "building mmcv 2.1.0 with compiled ops from source: about 8 minutes on 2 cores the first time on a machine, instant from pip's wheel cache after that"
-  start=$SECONDS
-  MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} pip_install --no-build-isolation mmcv==2.1.0
-  log "mmcv built and installed in $(( SECONDS - start )) s"
-fi
+  log "installing build tools and $torch_packages"
+  # shellcheck disable=SC2086  # torch_packages is a list of requirement words
+  pip_install 'setuptools>=77,<82' wheel ninja $torch_packages numpy
+  log "installing mmengine and mmcv's runtime requirements"
+  pip_install mmengine addict packaging Pillow pyyaml yapf opencv-python
 
-log "installing mmdet 3.3.0 and the test requirements"
-pip_install mmdet==3.3.0 -r requirements/tests.txt
-log "installing mmghost (editable)"
-pip_install --no-build-isolation --no-deps -e .
+  if "$py" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+    log "mmcv $MMCV_VERSION with ops already installed"
+  else
+    local key wheels
+    key=$("$py" -c 'import sys, torch; print(f"torch-{torch.__version__}-cp{sys.version_info[0]}{sys.version_info[1]}")')
+    wheels="$WHEEL_CACHE/mmcv-$MMCV_VERSION/$key"
+    if ! ls "$wheels"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
+      log "building mmcv $MMCV_VERSION with compiled ops against $key (6-8 minutes on 2 cores; kept in $wheels)"
+      local build_start=$SECONDS tmp="$wheels.partial.$$"
+      rm -rf "$tmp" && mkdir -p "$tmp"
+      MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$py" -m pip wheel --disable-pip-version-check -q \
+        --no-cache-dir --no-build-isolation --no-deps -c "$constraints" -w "$tmp" "mmcv==$MMCV_VERSION" \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+      mkdir -p "$(dirname "$wheels")" && rm -rf "$wheels" && mv "$tmp" "$wheels"
+      log "mmcv built in $(( SECONDS - build_start )) s"
+    fi
+    log "installing mmcv from $wheels"
+    "$py" -m pip uninstall -q -y mmcv mmcv-lite >/dev/null 2>&1 || true
+    pip_install --no-deps --no-cache-dir "$wheels"/mmcv-"$MMCV_VERSION"-*.whl
+    "$py" -c 'import mmcv.ops' || { log "mmcv's ops do not load beside this torch: delete $wheels and rerun"; return 1; }
+  fi
 
-"$PY" -c 'import torch, mmcv, mmcv.ops, mmengine, mmdet, mmghost
+  log "installing mmdet 3.3.0, the test requirements${extra:+ and $extra}"
+  pip_install mmdet==3.3.0 -r requirements/tests.txt ${extra:+-r "$extra"}
+  log "installing mmghost (editable)"
+  pip_install --no-build-isolation --no-deps -e .
+
+  "$py" -c 'import torch, mmcv, mmcv.ops, mmengine, mmdet, mmghost
 print(f"torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, "
       f"mmdet {mmdet.__version__}, mmghost {mmghost.__version__}")'
-echo "$want" > "$STAMP"
-log "environment $VENV is ready"
+  echo "$want" > "$stamp"
+  log "environment $venv is ready ($(( SECONDS - start )) s)"
+}
+
+stacks=("$@")
+[[ ${#stacks[@]} -eq 0 || "${stacks[0]}" == all ]] && stacks=(torch213 torch21)
+for stack in "${stacks[@]}"; do
+  case "$stack" in
+    torch213) setup_stack torch213 .venv requirements/constraints.txt 'torch==2.13.0' '' ;;
+    torch21) setup_stack torch21 .venv-torch21 requirements/constraints-torch21.txt \
+               'torch==2.1.2 torchvision==0.16.2' requirements/torch21.txt ;;
+    *) echo "usage: tools/setup_env.sh [all|torch213|torch21]..." >&2; exit 2 ;;
+  esac
+done

@@ -1,4 +1,5 @@
-"""Test (and evaluate) a detector (mmdet 3.3's tools/test.py, with mmghost loaded).
+"""Test (and evaluate) a detector (mmdet 3.3's tools/test.py, run by mmghost's runner: the checkpoint is read
+without running code from it; see tools/train.py).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
         [--deploy] [--tta] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
@@ -10,8 +11,9 @@ from copy import deepcopy
 
 from mmengine.config import ConfigDict, DictAction
 
-import mmghost  # noqa: F401  registers GhostNet, the CPU DDP wrapper and the safe-checkpoint patches
+import mmghost  # noqa: F401  registers GhostNet and mmghost's hooks/runner into the registries
 from mmghost.engine import build_runner, finish_distributed, load_config
+from mmghost.utils import exit_on_user_error
 
 
 def parse_args(argv=None):
@@ -81,4 +83,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():  # a UserFacingError (bad data, unsafe checkpoint) prints one `error:` line
+        main()

@@ -1,4 +1,9 @@
-"""Train a detector (mmdet 3.3's tools/train.py, with mmghost's modules and crash-safety patches loaded).
+"""Train a detector (mmdet 3.3's tools/train.py, run by mmghost's runner).
+
+Configs that name no ``runner_type`` run in :class:`mmghost.engine.MMGhostRunner`: checkpoints are read without
+running code from them, and ``--resume`` without a path takes the newest intact training checkpoint. Errors whose
+message says it all (bad data, an unsafe checkpoint) end the run with one ``error:`` line (``MMGHOST_TRACEBACK=1``
+shows the traceback).
 
     python tools/train.py configs/retinanet_ghostnet_fpn.py [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
@@ -9,8 +14,9 @@ import sys
 
 from mmengine.config import DictAction
 
-import mmghost  # noqa: F401  registers GhostNet, the CPU DDP wrapper and the safe-checkpoint patches
+import mmghost  # noqa: F401  registers GhostNet and mmghost's hooks/runner into the registries
 from mmghost.engine import build_runner, finish_distributed, load_config
+from mmghost.utils import exit_on_user_error
 
 
 def parse_args(argv=None):
@@ -61,4 +67,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():  # a UserFacingError (bad data, unsafe checkpoint) prints one `error:` line
+        main()

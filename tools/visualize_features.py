@@ -1,4 +1,5 @@
-"""Pictures of GhostNet's features for one image: a Ghost module's intrinsic vs ghost maps, and every stage.
+"""Pictures of a GhostNet-family backbone's features for one image: a Ghost module's intrinsic vs ghost maps,
+and every stage.
 
     python tools/visualize_features.py IMAGE [--config CONFIG] [--checkpoint CKPT] [--out-dir DIR]
         [--module blocks.0.0.ghost1] [--num 8] [--topk 6] [--size 224] [--list-modules]
@@ -14,9 +15,12 @@ Writes two PNGs into ``--out-dir`` (default ``work_dirs/features``):
 * ``stage_features.png``: per row one backbone output (stem and each built stage; stride, channels, size):
   the mean over channels, then the ``--topk`` channels with the largest spatial spread.
 
-The backbone is the config's (``model.backbone``; default a GhostNet-1.0x with outputs at strides 4-32), with
-random weights (``--seed``) unless ``--checkpoint`` gives official/timm ImageNet or mmghost/mmdet weights. The
-image is normalised with the config's ``data_preprocessor`` mean/std (default: mmdet's ImageNet RGB ones) and
+The backbone is the config's (``model.backbone``: GhostNet, GhostNetV2 or GhostNetV3; default a GhostNet-1.0x
+with outputs at strides 4-32), with random weights (``--seed``) unless ``--checkpoint`` gives weights in any
+layout ``tools/convert_weights.py`` reads (official/timm ImageNet, a detector checkpoint, mmghost 0.1). A
+backbone with re-parameterisation branches (V3) is shown in deploy mode, where each Ghost module has one primary
+and one cheap conv. The stages come from the backbone's own stage loop (``forward_taps``). The image is
+normalised with the config's ``data_preprocessor`` mean/std (default: mmdet's ImageNet RGB ones) and
 resized so that its longer side is ``--size``.
 """
 import argparse
@@ -38,7 +42,10 @@ if ROOT not in sys.path:  # run as `python tools/visualize_features.py` from a c
     sys.path.insert(0, ROOT)
 
 import mmghost  # noqa: E402,F401
-from mmghost.models import GhostModule, GhostNet  # noqa: E402
+from mmghost.models import GhostNet, GhostNetBase  # noqa: E402
+from mmghost.models.weights import read_trunk_weights  # noqa: E402
+from mmghost.utils import exit_on_user_error  # noqa: E402
+from mmghost.utils.safe_load import CheckpointError  # noqa: E402
 
 MEAN = (123.675, 116.28, 103.53)  # mmdet's ImageNet mean/std, RGB
 STD = (58.395, 57.12, 57.375)
@@ -50,7 +57,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Draw a Ghost module's intrinsic/ghost maps and the stages' maps")
     parser.add_argument('image', help='input image (any format OpenCV reads)')
     parser.add_argument('--config', help='detector config whose backbone to use (default: GhostNet-1.0x)')
-    parser.add_argument('--checkpoint', help='weights: official/timm ImageNet or mmghost/mmdet checkpoint')
+    parser.add_argument('--checkpoint', help='weights: official/timm ImageNet, a detector checkpoint, mmghost 0.1')
     parser.add_argument('--out-dir', default='work_dirs/features', help='folder for the two PNGs')
     parser.add_argument('--module', default=DEFAULT_MODULE,
                         help=f'the Ghost module to draw (default {DEFAULT_MODULE}; see --list-modules)')
@@ -79,12 +86,23 @@ def build_backbone(config: Optional[str] = None, checkpoint: Optional[str] = Non
         backbone = MODELS.build(backbone_cfg)
         pre = cfg.model.get('data_preprocessor') or {}
         mean, std = pre.get('mean', MEAN), pre.get('std', STD)
-    if not isinstance(backbone, GhostNet):
-        raise ValueError(f'the backbone of {config} is a {type(backbone).__name__}, not a GhostNet')
+    return prepare_backbone(backbone, checkpoint, config), (tuple(mean), tuple(std))
+
+
+def prepare_backbone(backbone, checkpoint: Optional[str] = None, config: Optional[str] = None):
+    """Load the weights (if any) into a family backbone and put it in eval (V3: deploy) mode."""
+    if not isinstance(backbone, GhostNetBase):
+        raise ValueError(f'the backbone of {config} is a {type(backbone).__name__}, not a GhostNet-family backbone')
     if checkpoint is not None:
-        from mmghost.models.checkpoint import load_ghostnet_checkpoint
-        load_ghostnet_checkpoint(backbone, checkpoint)
-    return backbone.eval(), (tuple(mean), tuple(std))
+        found = read_trunk_weights(checkpoint)
+        result = backbone.load_state_dict(found.trunk(), strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
+        if missing:
+            raise CheckpointError(f'{checkpoint} lacks {len(missing)} tensors of the backbone, e.g. {missing[:3]}')
+    backbone.eval()
+    if type(backbone).reparameterize is not GhostNetBase.reparameterize:
+        backbone.switch_to_deploy(channels_last=False)  # one primary and one cheap conv per Ghost module
+    return backbone
 
 
 def load_image(path: str, size: int, mean, std):
@@ -100,8 +118,16 @@ def load_image(path: str, size: int, mean, std):
     return rgb, x.permute(2, 0, 1)[None].contiguous()
 
 
-def ghost_modules(backbone) -> Dict[str, GhostModule]:
-    return {name: m for name, m in backbone.named_modules() if isinstance(m, GhostModule)}
+def ghost_modules(backbone) -> Dict[str, torch.nn.Module]:
+    """The Ghost modules (any version): modules with a ``primary_conv`` and a ``cheap_operation``."""
+    return {name: m for name, m in backbone.named_modules()
+            if isinstance(getattr(m, 'primary_conv', None), torch.nn.Module) and hasattr(m, 'cheap_operation')}
+
+
+def intrinsic_and_ghost_channels(module) -> tuple:
+    conv = module.primary_conv[0]
+    cheap = module.cheap_operation
+    return conv.out_channels, 0 if cheap is None else cheap[0].out_channels
 
 
 def capture(backbone, module_name: str, x: torch.Tensor):
@@ -116,15 +142,9 @@ def capture(backbone, module_name: str, x: torch.Tensor):
     seen = {}
     hooks = [module.primary_conv.register_forward_hook(lambda m, i, o: seen.__setitem__('intrinsic', o.clone())),
              module.cheap_operation.register_forward_hook(lambda m, i, o: seen.__setitem__('ghost', o.clone()))]
-    stages = []
     try:
         with torch.no_grad():
-            feat = backbone.stem(x)
-            stages.append(feat)
-            for groups in backbone.stage_groups:
-                for g in groups:
-                    feat = backbone.blocks[g](feat)
-                stages.append(feat)
+            stages = backbone.forward_taps(x, range(backbone.num_stages + 1))
     finally:
         for h in hooks:
             h.remove()
@@ -243,11 +263,11 @@ def visualize(image: str, out_dir: str, config=None, checkpoint=None, module=DEF
     backbone, (mean, std) = build_backbone(config, checkpoint, seed)
     rgb, x = load_image(image, size, mean, std)
     intrinsic, ghost, stages = capture(backbone, module, x)
-    k = ghost_modules(backbone)[module].cheap_operation.conv.kernel_size
+    k = ghost_modules(backbone)[module].cheap_operation[0].kernel_size
     pairs = select_pairs(intrinsic, ghost, num)
     os.makedirs(out_dir, exist_ok=True)
     weights = f'weights: {osp.basename(checkpoint)}' if checkpoint else f'random weights, seed {seed}'
-    name = f'GhostNet-{backbone.widen_factor:g}x'
+    name = f'{type(backbone).__name__}-{backbone.widen_factor:g}x'
     ghost_png = draw_ghost_module(
         rgb, intrinsic, ghost, pairs,
         f'{name} {module}: each ghost map next to the intrinsic map it is made from ({weights})\n'
@@ -269,7 +289,8 @@ def main(argv=None):
     if args.list_modules:
         backbone, _ = build_backbone(args.config, None, args.seed)
         for name, m in ghost_modules(backbone).items():
-            print(f'{name}: {m.intrinsic_channels} intrinsic + {m.ghost_channels} ghost maps')
+            intrinsic, ghosts = intrinsic_and_ghost_channels(m)
+            print(f'{name}: {intrinsic} intrinsic + {ghosts} ghost maps')
         return None
     result = visualize(args.image, args.out_dir, args.config, args.checkpoint, args.module, args.num, args.topk,
                        args.size, args.seed)
@@ -282,4 +303,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

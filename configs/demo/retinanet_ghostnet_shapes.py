@@ -4,6 +4,9 @@ _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 # mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
 # data preprocessor.
 custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
+# Crash safety (opt-in): safe checkpoint loading and resume, atomic checkpoints, data problems from dataloader
+# workers reported (see configs/retinanet_ghostnet_fpn.py).
+runner_type = 'MMGhostRunner'
 
 data_root = 'data/shapes/'
 classes = ('circle', 'square', 'triangle')
@@ -87,5 +90,6 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=max_epochs, max_keep_ckpts=1),
+    data_problems=dict(type='DataProblemsHook'))
 log_processor = dict(window_size=10)

@@ -1,16 +1,14 @@
-"""Data-side safety: ``SafeCocoDataset`` (clear handling of bad annotations/images) and
-``CheckedDetDataPreprocessor`` (refuses NaN/Inf inputs), and float32 NMS under CPU fp16/bf16 autocast.
+"""Data-side safety: ``SafeCocoDataset`` (clear handling of bad annotations/images), ``DataProblemsHook`` (the
+main process reports what dataloader workers met) and ``CheckedDetDataPreprocessor`` (refuses NaN/Inf inputs).
 
 Imports mmdet's datasets and models (hence compiled mmcv ops), so ``import mmghost`` does not import it; configs
-name it explicitly::
+name it explicitly. Importing it registers these classes and changes nothing else::
 
     custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
 """
-from . import cpu_amp
 from .preprocessor import CheckedDetDataPreprocessor, NonFiniteInputError
+from .problems_hook import DataProblemsHook
 from .safe_coco import SafeCocoDataset, check_coco_file, image_problem
 
-cpu_amp.apply()  # mmcv's CPU NMS is float32-only: fp16/bf16 autocast inference on CPU needs this
-
-__all__ = ['SafeCocoDataset', 'CheckedDetDataPreprocessor', 'NonFiniteInputError', 'check_coco_file',
-           'image_problem']
+__all__ = ['SafeCocoDataset', 'DataProblemsHook', 'CheckedDetDataPreprocessor', 'NonFiniteInputError',
+           'check_coco_file', 'image_problem']

@@ -28,41 +28,74 @@ images with no objects                  mmdet's rule (``filter_cfg.filter_empty_
 ======================================  ====================================================================
 
 Warnings are capped at ``max_warnings`` lines, then one summary line; every problem is kept in
-``dataset.problems`` as ``(kind, message)``.
+``dataset.problems`` as ``(kind, message)``, each once. Problems met while loading samples in dataloader worker
+processes are printed there and passed to the main process through an append-only file (workers are separate
+processes: their copy of the dataset is not the main one), so ``dataset.problems`` in the main process holds
+them too, and :class:`DataProblemsHook` (in our configs' ``default_hooks``) prints what workers found at the end
+of each training epoch. Files are read through mmengine's file backends with the dataset's ``backend_args``
+(remote storage works as in mmdet), and the annotation file is read and parsed once.
 
 Use it in a config (this module imports mmdet's datasets, hence compiled mmcv ops, so ``import mmghost`` leaves
 it out)::
 
     custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
     train_dataloader = dict(dataset=dict(type='SafeCocoDataset', ...))
+    default_hooks = dict(data_problems=dict(type='DataProblemsHook'))
 """
+import copy
 import json
 import logging
 import math
-import os.path as osp
+import os
+import tempfile
+import weakref
 from collections import Counter
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
+from mmengine import fileio
 from mmengine.logging import print_log
 
 from mmdet.datasets import CocoDataset
+from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmghost.utils.errors import DataError
 
 REQUIRED_IMAGE_KEYS = ('id', 'file_name', 'height', 'width')
 REQUIRED_ANN_KEYS = ('id', 'image_id', 'category_id', 'bbox')
+COCO_HINT = ('expected COCO detection format: {"images": [{"id", "file_name", "height", "width"}, ...], '
+             '"annotations": [{"id", "image_id", "category_id", "bbox": [x, y, w, h]}, ...], '
+             '"categories": [{"id", "name"}, ...]}')
 
 
-def image_problem(path: str) -> Optional[str]:
-    """Why ``path`` cannot be used as an image, or None if it decodes."""
-    if not osp.isfile(path):
+def summarize(problems: Iterable[Tuple[str, str]]) -> str:
+    """``'2 bad images, 1 boxes clipped'`` for ``[(kind, message), ...]``."""
+    counts = Counter(kind for kind, _ in problems)
+    return ', '.join(f'{n} {kind}' for kind, n in counts.most_common()) or 'no problems'
+
+
+def _is_file(path: str, backend_args: Optional[dict]) -> bool:
+    try:
+        return fileio.isfile(path, backend_args=backend_args)
+    except NotImplementedError:  # e.g. HTTP: no cheap check; a missing file is found when it is loaded
+        return True
+
+
+def image_problem(path: str, backend_args: Optional[dict] = None) -> Optional[str]:
+    """Why ``path`` cannot be used as an image, or None if it decodes.
+
+    Read through mmengine's file backends, as ``LoadImageFromFile`` reads it (``backend_args``: the same).
+    """
+    try:
+        data = fileio.get(path, backend_args=backend_args)
+    except FileNotFoundError:
         return 'image file not found'
-    if osp.getsize(path) == 0:
+    except Exception as e:  # noqa: BLE001  whatever the storage says, the image cannot be used
+        return f'image file cannot be read ({type(e).__name__}: {e})'
+    if not data:
         return 'image file is empty'
     import mmcv
     try:
-        with open(path, 'rb') as f:
-            img = mmcv.imfrombytes(f.read())
+        img = mmcv.imfrombytes(data)
     except Exception as e:  # noqa: BLE001  any decoder failure means the same to the user
         return f'image cannot be decoded ({type(e).__name__}: {e})'
     if img is None or img.size == 0:
@@ -70,35 +103,117 @@ def image_problem(path: str) -> Optional[str]:
     return None
 
 
-def check_coco_file(path: str) -> dict:
-    """Load ``path`` and check it is a COCO detection annotation file; return the parsed JSON.
+def check_coco_dict(data, name: str) -> dict:
+    """Check that ``data`` (parsed JSON of the file ``name``) has the COCO structure mmdet needs; return it.
 
     Raises:
-        DataError: the file is missing, not JSON, or lacks the COCO structure mmdet needs.
+        DataError: naming the file and what is missing.
     """
-    hint = ('expected COCO detection format: {"images": [{"id", "file_name", "height", "width"}, ...], '
-            '"annotations": [{"id", "image_id", "category_id", "bbox": [x, y, w, h]}, ...], '
-            '"categories": [{"id", "name"}, ...]}')
-    if not osp.isfile(path):
-        raise DataError(f'annotation file not found: {path}')
-    try:
-        with open(path, 'rb') as f:
-            data = json.loads(f.read().decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise DataError(f'annotation file {path} is not JSON ({type(e).__name__}: {e}); {hint}') from None
     if not isinstance(data, dict):
-        raise DataError(f'annotation file {path} is not COCO: top level is a {type(data).__name__}; {hint}')
+        raise DataError(f'annotation file {name} is not COCO: top level is a {type(data).__name__}; {COCO_HINT}')
     missing = [k for k in ('images', 'annotations', 'categories') if not isinstance(data.get(k), list)]
     if missing:
-        raise DataError(f'annotation file {path} is not COCO: no list {missing} at the top level '
-                        f'(keys found: {sorted(data)[:8]}); {hint}')
+        raise DataError(f'annotation file {name} is not COCO: no list {missing} at the top level '
+                        f'(keys found: {sorted(data)[:8]}); {COCO_HINT}')
     for key, required in (('images', REQUIRED_IMAGE_KEYS), ('annotations', REQUIRED_ANN_KEYS),
                           ('categories', ('id', 'name'))):
         for i, item in enumerate(data[key]):
             absent = [k for k in required if not isinstance(item, dict) or k not in item]
             if absent:
-                raise DataError(f'annotation file {path} is not COCO: {key}[{i}] has no {absent}; {hint}')
+                raise DataError(f'annotation file {name} is not COCO: {key}[{i}] has no {absent}; {COCO_HINT}')
     return data
+
+
+def check_coco_file(path: str, backend_args: Optional[dict] = None) -> dict:
+    """Read ``path`` (through mmengine's file backends), parse it once and check it is a COCO detection file.
+
+    Returns:
+        dict: the parsed JSON.
+
+    Raises:
+        DataError: the file is missing, unreadable, not JSON, or lacks the COCO structure mmdet needs.
+    """
+    try:
+        raw = fileio.get(path, backend_args=backend_args)
+    except FileNotFoundError:
+        raise DataError(f'annotation file not found: {path}') from None
+    except OSError as e:
+        raise DataError(f'cannot read annotation file {path}: {type(e).__name__}: {e}') from None
+    try:
+        data = json.loads(raw.decode('utf-8') if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise DataError(f'annotation file {path} is not JSON ({type(e).__name__}: {e}); {COCO_HINT}') from None
+    return check_coco_dict(data, path)
+
+
+class ParsedCOCO(COCO):
+    """mmdet's COCO API over an annotation dict that is already parsed (pycocotools would read the file again)."""
+
+    def __init__(self, dataset: dict):
+        super().__init__(annotation_file=None)
+        self.dataset = dataset
+        self.createIndex()
+        self.img_ann_map = self.imgToAnns  # mmdet's aliases, set by its __init__ on the empty index
+        self.cat_img_map = self.catToImgs
+
+
+def _remove_if_owner(path: str, owner: int) -> None:
+    if os.getpid() == owner:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+class WorkerReports:
+    """Problems met in dataloader worker processes, passed to the main process through an append-only file.
+
+    A worker is another process with its own copy of the dataset, so what it records never reaches the main
+    process's dataset. Workers append one JSON line ``[kind, message, key]`` per problem with a single
+    ``write`` on a file opened with ``O_APPEND`` (POSIX keeps such small appends whole); the process that made
+    the dataset reads the lines it has not seen yet. The file lives in the temp folder and is removed with the
+    dataset (or at exit) by that process. Works with fork and spawn workers, blocks nobody, and needs no thread.
+    """
+
+    def __init__(self):
+        fd, self.path = tempfile.mkstemp(prefix='mmghost_data_problems_', suffix='.jsonl')
+        os.close(fd)
+        self.owner = os.getpid()
+        self._offset = 0
+        weakref.finalize(self, _remove_if_owner, self.path, self.owner)
+
+    def in_owner(self) -> bool:
+        return os.getpid() == self.owner
+
+    def append(self, kind: str, message: str, key: str) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError:  # the dataset is gone in the main process
+            return
+        try:
+            os.write(fd, (json.dumps([kind, message, key]) + '\n').encode('utf-8'))
+        finally:
+            os.close(fd)
+
+    def _read(self, offset: int) -> Tuple[int, List[Tuple[str, str, str]]]:
+        try:
+            with open(self.path, 'rb') as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return offset, []
+        end = data.rfind(b'\n') + 1  # a line being written right now is read next time
+        lines = data[:end].decode('utf-8').splitlines()
+        return offset + end, [tuple(json.loads(line)) for line in lines if line]
+
+    def keys(self) -> set:
+        """Keys of every problem any worker has reported so far."""
+        return {key for _, _, key in self._read(0)[1]}
+
+    def read_new(self) -> List[Tuple[str, str, str]]:
+        """The records appended since the last call (owner process only)."""
+        self._offset, records = self._read(self._offset)
+        return records
 
 
 @DATASETS.register_module()
@@ -109,41 +224,67 @@ class SafeCocoDataset(CocoDataset):
         verify_images (bool): Decode every image when the dataset is built, so unreadable ones are skipped
             before training (costs one read of the dataset). Otherwise a corrupt image is found (and
             skipped) when it is first loaded. Defaults to False.
-        max_warnings (int): Most warning lines to print; the rest are counted in a summary line.
-        *args, **kwargs: ``CocoDataset``'s.
+        max_warnings (int): Most warning lines to print (per process); the rest are counted in a summary line.
+        *args, **kwargs: ``CocoDataset``'s (``backend_args`` is used for every file this class reads).
     """
 
     def __init__(self, *args, verify_images: bool = False, max_warnings: int = 20, **kwargs):
         self.verify_images = verify_images
         self.max_warnings = max_warnings
-        self.problems: List[Tuple[str, str]] = []
+        self._problems: List[Tuple[str, str]] = []
+        self._problem_keys = set()
         self._warned = 0
-        self._bad_images = set()
+        self._worker_reports = WorkerReports()
         super().__init__(*args, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- reporting
-    def _problem(self, kind: str, message: str) -> None:
-        self.problems.append((kind, message))
+    @property
+    def problems(self) -> List[Tuple[str, str]]:
+        """Every problem found so far, ``(kind, message)``, each once, including those dataloader workers met."""
+        self.collect_worker_problems()
+        return list(self._problems)
+
+    def collect_worker_problems(self) -> List[Tuple[str, str]]:
+        """Problems dataloader workers reported since the last call; they join :attr:`problems`."""
+        if not self._worker_reports.in_owner():
+            return []
+        new = []
+        for kind, message, key in self._worker_reports.read_new():
+            if key not in self._problem_keys:
+                self._problem_keys.add(key)
+                self._problems.append((kind, message))
+                new.append((kind, message))
+        return new
+
+    def _problem(self, kind: str, message: str, key: Optional[str] = None) -> None:
+        """Record and (up to ``max_warnings``) print a problem once; ``key`` identifies it (default: message)."""
+        key = message if key is None else key
+        if key in self._problem_keys:
+            return
+        self._problem_keys.add(key)
+        if self._worker_reports.in_owner():
+            self._problems.append((kind, message))
+        elif key in self._worker_reports.keys():  # another worker, or this one in an earlier epoch, said it
+            return
+        else:
+            self._worker_reports.append(kind, message, key)
         if self._warned < self.max_warnings:
             print_log(f'{type(self).__name__}: {message}', logger='current', level=logging.WARNING)
         self._warned += 1
 
-    def _summary(self) -> str:
-        counts = Counter(kind for kind, _ in self.problems)
-        return ', '.join(f'{n} {kind}' for kind, n in counts.most_common()) or 'no problems'
-
     # ---------------------------------------------------------------------------------------------- loading
     def load_data_list(self) -> List[dict]:
-        data = check_coco_file(self.ann_file)
+        """mmdet 3.3's ``CocoDataset.load_data_list``, on the annotation file read and parsed once (and checked),
+        with unusable images left out."""
+        data = check_coco_file(self.ann_file, self.backend_args)
         names = [c['name'] for c in data['categories']]
         unknown_classes = [c for c in self.metainfo['classes'] if c not in names]
         if unknown_classes:
             raise DataError(f'classes {unknown_classes} of the config are not categories of {self.ann_file} '
                             f'(its categories: {names[:20]}); fix metainfo.classes or the annotation file')
         self._known_cat_ids = {c['id'] for c in data['categories']}
-        del data
         try:
-            data_list = super().load_data_list()
+            data_list = self._parse_coco(ParsedCOCO(data))
         except DataError:
             raise
         except Exception as e:  # pycocotools/mmdet choke on an inconsistency the checks above did not catch
@@ -151,20 +292,43 @@ class SafeCocoDataset(CocoDataset):
 
         kept, bad = [], []
         for info in data_list:
-            problem = image_problem(info['img_path']) if self.verify_images else (
-                None if osp.isfile(info['img_path']) else 'image file not found')
+            path = info['img_path']
+            if self.verify_images:
+                problem = image_problem(path, self.backend_args)
+            else:
+                problem = None if _is_file(path, self.backend_args) else 'image file not found'
             if problem:
-                bad.append((info['img_path'], problem))
+                bad.append((path, problem))
                 continue
             kept.append(info)
         if bad and self.test_mode:  # the metric would count the skipped images as missed: refuse instead
             raise DataError(f'{len(bad)} of {len(data_list)} images of the test/val set {self.ann_file} cannot '
-                            f'be used, e.g. {"; ".join(f"{p}: {why}" for p, why in bad[:3])}. Fix the files (or data_root/data_prefix) or '
-                            'remove them from the annotation file.')
+                            f'be used, e.g. {"; ".join(f"{p}: {why}" for p, why in bad[:3])}. Fix the files (or '
+                            'data_root/data_prefix) or remove them from the annotation file.')
         for path, problem in bad:
-            self._bad_images.add(path)
-            self._problem('bad images', f'{path}: {problem}; image skipped')
+            self._problem('bad images', f'{path}: {problem}; image skipped', key=path)
         return kept
+
+    def _parse_coco(self, coco: COCO) -> List[dict]:
+        """The body of mmdet 3.3's ``CocoDataset.load_data_list`` after it has built ``self.coco``."""
+        self.coco = coco
+        try:
+            self.cat_ids = coco.get_cat_ids(cat_names=self.metainfo['classes'])
+            self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
+            self.cat_img_map = copy.deepcopy(coco.cat_img_map)
+            data_list, total_ann_ids = [], []
+            for img_id in coco.get_img_ids():
+                raw_img_info = coco.load_imgs([img_id])[0]
+                raw_img_info['img_id'] = img_id
+                ann_ids = coco.get_ann_ids(img_ids=[img_id])
+                total_ann_ids.extend(ann_ids)
+                data_list.append(self.parse_data_info(
+                    dict(raw_ann_info=coco.load_anns(ann_ids), raw_img_info=raw_img_info)))
+            if self.ANN_ID_UNIQUE and len(set(total_ann_ids)) != len(total_ann_ids):
+                raise DataError(f'annotation ids in {self.ann_file} are not unique')
+            return data_list
+        finally:
+            del self.coco
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """mmdet's parsing, with each dropped or clipped annotation reported (and partly-outside boxes clipped)."""
@@ -228,12 +392,12 @@ class SafeCocoDataset(CocoDataset):
         if self._warned > self.max_warnings:
             print_log(f'{type(self).__name__}: {self._warned - self.max_warnings} more data problems not '
                       f'shown', logger='current', level=logging.WARNING)
-        if self.problems:
-            print_log(f'{type(self).__name__}: {self.ann_file}: {self._summary()}', logger='current',
+        if self._problems:
+            print_log(f'{type(self).__name__}: {self.ann_file}: {summarize(self._problems)}', logger='current',
                       level=logging.WARNING)
         if not data_list:
             raise DataError(f'no usable images in {self.ann_file} (data_root={self.data_root!r}, '
-                            f'data_prefix={self.data_prefix!r}); problems found: {self._summary()}; '
+                            f'data_prefix={self.data_prefix!r}); problems found: {summarize(self._problems)}; '
                             f'{len(empty)} of the {len(self.data_list)} readable images have no objects')
         return data_list
 
@@ -243,12 +407,10 @@ class SafeCocoDataset(CocoDataset):
             return super().prepare_data(idx)
         except Exception:
             path = self.get_data_info(idx).get('img_path', '')
-            problem = image_problem(path) if path else None
+            problem = image_problem(path, self.backend_args) if path else None
             if problem is None:  # the image is fine: a real bug in the pipeline, keep its traceback
                 raise
         if self.test_mode:
             raise DataError(f'{path}: {problem}; fix or remove it from the test/val annotation file') from None
-        if path not in self._bad_images:
-            self._bad_images.add(path)
-            self._problem('bad images', f'{path}: {problem}; skipped, training goes on with another image')
+        self._problem('bad images', f'{path}: {problem}; skipped, training goes on with another image', key=path)
         return None  # BaseDataset.__getitem__ then draws another sample

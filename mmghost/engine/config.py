@@ -7,6 +7,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .runner import MMGhostRunner
 from .tensorboard import apply_tensorboard_flag
 
 
@@ -55,14 +56,17 @@ def build_detector(cfg: Config) -> torch.nn.Module:
 
 
 def build_runner(cfg: Config) -> Runner:
-    """The default runner, or the registered one a config names with ``runner_type``."""
+    """The runner a config names with ``runner_type``; :class:`~mmghost.engine.MMGhostRunner` (safe checkpoint
+    loading and resume) when it names none."""
     if cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available():
         # mmengine's init_dist calls torch.cuda.set_device, which a CPU build of torch lacks; a process group
         # that already exists makes the runner skip it.
         import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if 'runner_type' not in cfg:
+        return MMGhostRunner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
 
 
 def finish_distributed() -> None:

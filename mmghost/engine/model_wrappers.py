@@ -3,7 +3,6 @@
 mmengine 0.10.7 always passes ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which torch rejects for
 a CPU module. This wrapper drops them on CPU; on GPU it is mmengine's own wrapper.
 """
-import torch
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 

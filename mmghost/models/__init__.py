@@ -1,8 +1,13 @@
-from .backbones import (GhostBottleneck, GhostModule, GhostNet, GhostNetClassifier, SqueezeExcite,
-                        make_divisible)
-from .checkpoint import load_ghostnet_checkpoint
+"""The GhostNet family: shared layers, backbones (registered in mmdet's MODELS), ImageNet classifiers, weights."""
+from .backbones import GhostBottleneck, GhostNet, GhostNetBase
+from .classifiers import (GhostNetClassifier, GhostNetV2Classifier, GhostNetV3Classifier, ImageNetClassifierMixin,
+                          classifier_class)
+from .layers import GhostModule, SqueezeExcite, make_divisible
 
 __all__ = [
-    'GhostNet', 'GhostNetClassifier', 'GhostModule', 'GhostBottleneck', 'SqueezeExcite', 'make_divisible',
-    'load_ghostnet_checkpoint'
+    'GhostNet', 'GhostNetBase', 'GhostNetClassifier', 'ImageNetClassifierMixin', 'classifier_class', 'GhostModule',
+    'GhostBottleneck', 'SqueezeExcite', 'make_divisible', 'GhostNetV2Classifier', 'GhostNetV3Classifier'
 ]
+from .backbones import GhostNetV2, GhostNetV3  # noqa: E402
+
+__all__ += ['GhostNetV2', 'GhostNetV3']

@@ -1,12 +1,15 @@
-"""Errors meant for users (bad data, unusable checkpoints), shown as one clear line instead of a traceback.
+"""Errors meant for users (bad data, unusable checkpoints), shown by our tools as one clear line.
 
-``import mmghost`` installs :func:`install_excepthook`: an uncaught :class:`UserFacingError` (raised by mmghost
-before training starts, e.g. for an annotation file that is not COCO) prints ``error: <message>`` and exits with
-status 1; every other exception keeps Python's normal traceback. Set ``MMGHOST_TRACEBACK=1`` to see the full
-traceback of ours too.
+mmghost raises a :class:`UserFacingError` when the message alone tells the user what is wrong and what to do
+(an annotation file that is not COCO, a checkpoint that would run code, ...). Library code lets it propagate
+like any exception; the command-line tools run their ``main()`` inside :func:`exit_on_user_error`, which prints
+``error: <message>`` and exits with status 1 instead of a traceback. ``MMGHOST_TRACEBACK=1`` shows the full
+traceback. Nothing here changes ``sys.excepthook`` or any other process-wide state.
 """
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class UserFacingError(Exception):
@@ -17,30 +20,40 @@ class DataError(UserFacingError, ValueError):
     """A dataset / annotation file that cannot be trained on; the message names the file and the problem."""
 
 
-def _short_message(exc: BaseException) -> str:
+TRACEBACK_ENV = 'MMGHOST_TRACEBACK'
+
+
+def short_message(exc: BaseException) -> str:
+    """The message of ``exc``; for an error re-raised from a dataloader worker, its last line only."""
     text = str(exc)
-    # Errors re-raised from dataloader workers carry the worker's traceback in their text: keep the last line.
+    # torch re-raises a worker's exception with the worker's traceback in its text: keep the last line.
     if 'Original Traceback' in text or 'Traceback (most recent call last)' in text:
         lines = [line for line in text.strip().splitlines() if line.strip()]
         text = lines[-1] if lines else text
-        for name in (type(exc).__name__ + ': ',):
-            text = text.split(name, 1)[-1]
+        text = text.split(type(exc).__name__ + ': ', 1)[-1]
     return text
 
 
-def install_excepthook() -> None:
-    """Print uncaught :class:`UserFacingError` s as one line; idempotent, chains to the previous hook."""
-    if getattr(sys.excepthook, '_mmghost', False):
-        return
-    previous = sys.excepthook
+def want_traceback() -> bool:
+    return os.environ.get(TRACEBACK_ENV, '0').lower() not in ('', '0', 'false', 'no')
 
-    def hook(exc_type, exc, tb):
-        if (isinstance(exc, UserFacingError)
-                and os.environ.get('MMGHOST_TRACEBACK', '0').lower() in ('', '0', 'false', 'no')):
-            sys.stderr.write(f'error: {_short_message(exc)}\n'
-                             '(set MMGHOST_TRACEBACK=1 to see the full traceback)\n')
-            return
-        previous(exc_type, exc, tb)
 
-    hook._mmghost = True
-    sys.excepthook = hook
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """For a tool's ``main()``: a :class:`UserFacingError` becomes ``error: <message>`` and exit status 1.
+
+    Every other exception propagates unchanged (with its traceback), and so does ours when
+    ``MMGHOST_TRACEBACK=1``::
+
+        if __name__ == '__main__':
+            with exit_on_user_error():
+                main()
+    """
+    try:
+        yield
+    except UserFacingError as exc:
+        if want_traceback():
+            raise
+        sys.stderr.write(f'error: {short_message(exc)}\n(set {TRACEBACK_ENV}=1 to see the full traceback)\n')
+        sys.stderr.flush()
+        raise SystemExit(1) from None

@@ -1,4 +1,8 @@
-from .ghostnet import (GhostBottleneck, GhostModule, GhostNet, GhostNetClassifier, SqueezeExcite,
-                       make_divisible)
+from .base import GhostNetBase
+from .ghostnet import GhostBottleneck, GhostNet
 
-__all__ = ['GhostNet', 'GhostNetClassifier', 'GhostModule', 'GhostBottleneck', 'SqueezeExcite', 'make_divisible']
+__all__ = ['GhostNetBase', 'GhostNet', 'GhostBottleneck']
+from .ghostnetv2 import GhostBottleneckV2, GhostNetV2  # noqa: E402
+from .ghostnetv3 import GhostBottleneckV3, GhostNetV3  # noqa: E402
+
+__all__ += ['GhostNetV2', 'GhostBottleneckV2', 'GhostNetV3', 'GhostBottleneckV3']

@@ -1,0 +1,15 @@
+# RetinaNet with GhostNetV2-1.0x: the GhostNet paper's RetinaNet setup (retinanet_ghostnet_fpn.py: COCO 2017,
+# 1x schedule, 1333x800, frozen stem, norm_eval) with the V2 backbone and its public ImageNet weights (official
+# ck_ghostnetv2_10.pth.tar or timm's ghostnetv2_100.in1k; 75.3% top-1, 167M FLOPs in the V2 paper). The V2
+# paper reports no RetinaNet figure, and this project has not measured one.
+#
+# The weights load as they are (official/timm key names). The official file is a timm training checkpoint that
+# newer torch refuses to unpickle with weights_only: convert it once with tools/convert_weights.py (README,
+# "Pretrained backbones") and point the checkpoint below at the result, or at timm's weights.
+_base_ = './retinanet_ghostnet_fpn.py'
+
+model = dict(
+    backbone=dict(
+        type='GhostNetV2', widen_factor=1.0,
+        init_cfg=dict(checkpoint='checkpoints/ghostnetv2_1.0x_imagenet.pth')),
+    neck=dict(in_channels=[24, 40, 112, 160]))

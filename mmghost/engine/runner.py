@@ -1,0 +1,96 @@
+"""``MMGhostRunner``: mmengine's ``Runner`` that reads checkpoints safely and resumes only from training ones.
+
+What it changes, and nothing else:
+
+* ``load_checkpoint`` (used by ``load_from`` and by ``resume``) reads the file with
+  :func:`~mmghost.engine.checkpoint_io.load_checkpoint_file`: a restricted unpickler (tensors, mmengine
+  ``HistoryBuffer``, numpy values) instead of ``torch.load``. On torch >= 2.6 mmengine 0.10.7 cannot resume at
+  all (``Weights only load failed ... HistoryBuffer``); on torch < 2.6 it unpickles whatever a file contains.
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` gives mmengine's own loading back.
+* ``load_or_resume`` with ``resume=True`` and no ``load_from``: the file ``last_checkpoint`` names if it is intact
+  and holds a training state, otherwise the newest file named by the checkpoint hook's ``filename_tmpl`` in its
+  ``out_dir`` that does (:func:`~mmghost.engine.checkpoint_io.find_resumable_checkpoint`); mmengine takes
+  ``last_checkpoint`` blindly and otherwise starts from scratch.
+* ``train``/``val``/``test`` run inside :func:`~mmghost.engine.low_precision.mmcv_ops_in_float32`: under
+  fp16/bf16 autocast mmcv 2.1's NMS/RoIAlign (CPU) and NMS/RoIAlign/sigmoid focal loss (CUDA bf16) would fail.
+
+Use it in a config (registered in mmengine's root ``RUNNERS``, so mmdet's own ``tools/train.py`` finds it
+too)::
+
+    runner_type = 'MMGhostRunner'
+
+mmghost's ``tools/train.py`` and ``tools/test.py`` use it for every config that names no other runner.
+"""
+import os.path as osp
+
+from mmengine.hooks import CheckpointHook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+from mmghost.registry import RUNNERS
+from .checkpoint_io import find_resumable_checkpoint, load_checkpoint_file
+from .low_precision import mmcv_ops_in_float32
+
+
+@RUNNERS.register_module()
+class MMGhostRunner(Runner):
+    """mmengine's ``Runner`` with safe checkpoint loading and a resume that only takes training checkpoints.
+
+    Takes exactly ``Runner``'s arguments; see the module docstring for what differs.
+    """
+
+    def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]):  # noqa: B006  mmengine's signature
+        """mmengine 0.10.7's ``Runner.load_checkpoint``, reading the file with the safe loader."""
+        from mmengine.runner.checkpoint import _load_checkpoint_to_model
+        checkpoint = load_checkpoint_file(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def _checkpoint_files(self):
+        """``(filename_tmpl, folder)`` of the checkpoint hook's files, or ``(None, None)`` without one.
+
+        The folder is where ``CheckpointHook.before_train`` (not run yet when resuming) will write: a
+        configured ``out_dir`` gets the work dir's name appended.
+        """
+        hook = next((h for h in self.hooks if isinstance(h, CheckpointHook)), None)
+        if hook is None:
+            return None, None
+        out_dir = hook.out_dir
+        if out_dir is None or out_dir == self.work_dir:
+            return hook.filename_tmpl, self.work_dir
+        return hook.filename_tmpl, osp.join(str(out_dir), osp.basename(self.work_dir.rstrip(osp.sep)))
+
+    def load_or_resume(self) -> None:
+        """mmengine's method with :func:`find_resumable_checkpoint` instead of ``find_latest_checkpoint``."""
+        if self._has_loaded:
+            return None
+        resume_from = None
+        if self._resume and self._load_from is None:
+            filename_tmpl, folder = self._checkpoint_files()
+            resume_from = find_resumable_checkpoint(self.work_dir, filename_tmpl, folder)
+            self.logger.info(f'Auto resumed from the latest checkpoint {resume_from}.')
+        elif self._resume and self._load_from is not None:
+            resume_from = self._load_from
+        if resume_from is not None:
+            self.resume(resume_from)
+            self._has_loaded = True
+        elif self._load_from is not None:
+            self.load_checkpoint(self._load_from)
+            self._has_loaded = True
+
+    def train(self):
+        with mmcv_ops_in_float32():
+            return super().train()
+
+    def val(self):
+        with mmcv_ops_in_float32():
+            return super().val()
+
+    def test(self):
+        with mmcv_ops_in_float32():
+            return super().test()

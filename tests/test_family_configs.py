@@ -1,0 +1,124 @@
+"""The GhostNetV2 / SSDLite configs: they build, tap what their necks expect, and run a loss and a predict step."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmghost.engine import build_detector
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# config -> input size of the forward test (a multiple of 32; SSDLite's anchors are laid out for 320).
+CONFIGS = {
+    'configs/retinanet_ghostnetv2-1.0x_fpn.py': (128, 160),
+    'configs/faster_rcnn_ghostnetv2-1.0x_fpn.py': (128, 160),
+    'configs/yolov3_ghostnetv2-1.0x_320.py': (320, 320),
+    'configs/yolov3_ghostnetv2-1.0x_416.py': (416, 416),
+    'configs/ssdlite_ghostnet-1.0x_320.py': (320, 320),
+}
+V2_WEIGHTS = 'checkpoints/ghostnetv2_1.0x_imagenet.pth'
+
+
+def _cfg(config):
+    return Config.fromfile(osp.join(ROOT, config))
+
+
+@pytest.mark.parametrize('config', list(CONFIGS))
+def test_neck_takes_what_the_backbone_gives(config):
+    cfg = _cfg(config)
+    model = build_detector(cfg.copy())
+    neck_in = list(cfg.model.neck.in_channels)
+    if 'yolov3' in config:
+        neck_in = neck_in[::-1]  # YOLOv3's neck lists the deepest level first
+    assert neck_in == model.backbone.out_channels
+    assert type(model.backbone).__name__ == cfg.model.backbone.type
+
+
+@pytest.mark.parametrize('config', [c for c in CONFIGS if 'ghostnetv2' in c])
+def test_v2_configs_start_from_the_public_v2_weights(config):
+    backbone = _cfg(config).model.backbone
+    assert backbone.type == 'GhostNetV2' and backbone.widen_factor == 1.0
+    assert backbone.init_cfg.type == 'Pretrained' and backbone.init_cfg.checkpoint == V2_WEIGHTS
+
+
+def test_paper_v1_setup_is_inherited_by_the_v2_fpn_configs():
+    for name in ('retinanet', 'faster_rcnn'):
+        v1, v2 = _cfg(f'configs/{name}_ghostnet_fpn.py'), _cfg(f'configs/{name}_ghostnetv2-1.0x_fpn.py')
+        for key in ('out_indices', 'frozen_stages', 'norm_eval', 'norm_cfg'):
+            assert v2.model.backbone[key] == v1.model.backbone[key], key
+        assert v2.model.neck.in_channels == [24, 40, 112, 160]
+        assert v2.optim_wrapper == v1.optim_wrapper and v2.param_scheduler == v1.param_scheduler
+        assert v2.train_cfg == v1.train_cfg
+
+
+@pytest.mark.parametrize('size', [320, 416])
+def test_yolov3_configs_keep_mmdets_mobilenetv2_recipe(size):
+    cfg = _cfg(f'configs/yolov3_ghostnetv2-1.0x_{size}.py')
+    assert cfg.model.backbone.out_indices == (2, 3, 4)
+    assert cfg.model.neck.in_channels == [160, 112, 40] and cfg.model.neck.out_channels == [96, 96, 96]
+    assert cfg.train_cfg.max_epochs == 30 and cfg.train_dataloader.dataset.times == 10
+    assert cfg.train_dataloader.batch_size == 24 and cfg.auto_scale_lr.base_batch_size == 192
+    assert cfg.optim_wrapper.optimizer.lr == 0.003
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'Resize'][0]
+    assert resize.scale == (size, size)
+    train_resize = [t for t in cfg.train_dataloader.dataset.dataset.pipeline if 'Resize' in t.type][0]
+    if size == 416:  # multi-scale training
+        assert train_resize.type == 'RandomResize' and train_resize.scale == [(320, 320), (416, 416)]
+    else:
+        assert train_resize.scale == (320, 320)
+
+
+def test_ssdlite_config_keeps_mmdets_recipe():
+    cfg = _cfg('configs/ssdlite_ghostnet-1.0x_320.py')
+    backbone = cfg.model.backbone
+    assert backbone.type == 'GhostNet' and backbone.widen_factor == 1.0 and backbone.out_indices == (3, 5)
+    assert backbone.norm_cfg == dict(type='BN', eps=0.001, momentum=0.03)
+    assert cfg.model.neck.in_channels == (112, 960)
+    assert cfg.model.bbox_head.in_channels == cfg.model.neck.out_channels
+    # mmdet 3.3.0's own SSDHead fails in predict (no loss_cls attribute; mmdetection issue #11063).
+    assert cfg.model.bbox_head.type == 'SSDHeadCompat' and 'mmghost.models.ssd_head' in cfg.custom_imports.imports
+    assert cfg.train_cfg.max_epochs == 120 and cfg.train_dataloader.dataset.times == 5
+    assert cfg.optim_wrapper.optimizer.lr == 0.015 and cfg.auto_scale_lr.base_batch_size == 192
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'Resize'][0]
+    assert resize.scale == (320, 320) and not resize.keep_ratio
+
+
+@pytest.mark.parametrize('config', list(CONFIGS))
+def test_configs_use_the_data_safety_net_and_crash_safety(config):
+    cfg = _cfg(config)
+    assert cfg.custom_imports['imports'][:2] == ['mmghost', 'mmghost.datasets']
+    assert cfg.model.data_preprocessor.type == 'CheckedDetDataPreprocessor'
+    train = cfg.train_dataloader.dataset
+    assert (train.dataset if train.type == 'RepeatDataset' else train).type == 'SafeCocoDataset'
+    for loader in ('val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.type == 'SafeCocoDataset', loader
+    assert cfg.runner_type == 'MMGhostRunner'
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert cfg.default_hooks.data_problems.type == 'DataProblemsHook'
+
+
+@pytest.mark.parametrize('config', list(CONFIGS))
+def test_config_runs_a_loss_and_a_predict_step(config):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    torch.manual_seed(0)
+    model = build_detector(_cfg(config))
+    h, w = CONFIGS[config]
+    samples = []
+    for _ in range(2):  # two images: SSD's last extra level is 1x1, and its batch norm needs two values in training
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                             scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+        sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 20., 90., 100.]]), labels=torch.tensor([3]))
+        samples.append(sample)
+    inputs = [torch.randint(0, 255, (3, h, w), dtype=torch.uint8) for _ in samples]
+    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), training=True)
+    model.train()
+    losses = model(**data, mode='loss')
+    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert any(p.grad is not None and p.grad.any() for p in model.backbone.parameters())
+    model.eval()
+    with torch.no_grad():
+        results = model(**data, mode='predict')
+    assert len(results) == 2 and all(hasattr(r, 'pred_instances') for r in results)
