@@ -54,6 +54,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks.benchmark import saved_tensor_bytes  # noqa: E402
+
 SCHEMA = 'mmghost-gpu-benchmark/1'
 # (registry name, our width in the throughput table, timm model of the same family at 1.0x)
 FAMILY = [('GhostNet', 1.1, 'ghostnet_100'), ('GhostNetV2', 1.0, 'ghostnetv2_100'),
@@ -313,16 +315,6 @@ def run_backbones(args, report, clock, name, models_out):
 
 def held_for_backward(model, x, device):
     """Memory a train-mode forward leaves for backward: CUDA allocator bytes and autograd's saved tensors."""
-    seen = {}
-
-    def pack(t):
-        try:
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
-        except (RuntimeError, NotImplementedError):
-            pass
-        return t
-
     model.zero_grad(set_to_none=True)
     free_memory(device)
     row = {}
@@ -330,12 +322,12 @@ def held_for_backward(model, x, device):
         sync(device)
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(device):
-        outs = model(x)
+    with autocast(device):
+        outs, saved = saved_tensor_bytes(lambda: model(x))
     if device.startswith('cuda'):
         sync(device)
         row['held_after_forward_mib'] = (torch.cuda.memory_allocated() - before) / 2**20
-    row['saved_tensors_mib'] = sum(seen.values()) / 2**20
+    row['saved_tensors_mib'] = saved / 2**20
     sum(o.float().mean() for o in outs).backward()
     if device.startswith('cuda'):
         sync(device)

@@ -146,11 +146,12 @@ def main(argv=None):
         command=' '.join(['python', 'benchmarks/pretrain_vs_scratch.py'] + list(argv if argv is not None
                                                                                   else sys.argv[1:])),
         settings=vars(args),
-        pretrain=dict(config=CLS_CONFIG, checkpoint=checkpoint, weights=pretrained, val_top1=accuracy),
+        pretrain=dict(config=CLS_CONFIG, checkpoint=osp.relpath(checkpoint, ROOT), weights=pretrained,
+                      val_top1=accuracy),
         detector=dict(config=DET_CONFIG, **results),
         seconds=dict(timings, total=round(time.time() - start, 1)),
         threads=os.environ.get('OMP_NUM_THREADS'),
-        python=dict(pretrain=py, detector=det_py))
+        python=dict(pretrain=osp.relpath(py, ROOT), detector=osp.relpath(det_py, ROOT)))
     with open(osp.join(ROOT, work, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(f'\npre-training: {args.cls_epochs} epochs, held-out top-1 {accuracy:.2f}%')

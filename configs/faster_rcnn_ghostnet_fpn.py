@@ -1,6 +1,17 @@
 # Faster R-CNN with a GhostNet-1.1x backbone, COCO 2017, 1x schedule: the setup of paper Table 8
 # (paper: 164M backbone FLOPs at 224x224, 26.9 COCO mAP). COCO mAP of this config has not been measured by this
-# project. Pretrained weights: see the note in retinanet_ghostnet_fpn.py and the README.
+# project.
+#
+# The paper trains from an ImageNet-pretrained GhostNet-1.1x, and detection with GhostNet does not converge well
+# without one. No public 1.1x ImageNet weights exist. Two routes to checkpoints/ghostnet_1.1x_imagenet.pth:
+#  1. pretrain (mmpretrain, torch-2.1 stack; the paper's recipe, 400 epochs):
+#     bash tools/dist_train.sh configs/imagenet/ghostnet-1.1x_8xb128_in1k.py 8, then
+#     python tools/convert_weights.py work_dirs/ghostnet-1.1x_8xb128_in1k/epoch_400.pth checkpoints/ghostnet_1.1x_imagenet.pth
+#  2. widen the public 1.0x weights (seconds, no training):
+#     python tools/widen_weights.py checkpoints/state_dict_73.98.pth checkpoints/ghostnet_1.1x_imagenet.pth --width 1.1 [--noise 0.01]
+#     a 1.1x-shaped network computing the 1.0x function (ImageNet top-1 of 1.0x, 73.98%), not the paper's 1.1x weights.
+# Or use faster_rcnn_ghostnet-1.0x_fpn.py with the public 1.0x weights. Another file: --cfg-options
+# model.backbone.init_cfg.checkpoint=PATH; from scratch: model.backbone.init_cfg=None.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 # mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
 # data preprocessor; both are mmdet's CocoDataset / DetDataPreprocessor otherwise.

@@ -2,10 +2,16 @@
 # (paper: 164M backbone FLOPs at 224x224, 26.6 COCO mAP). Measured here: 162.8M multiply-adds for this backbone
 # (tools/get_flops.py). COCO mAP of this config has not been measured by this project.
 #
-# The paper trains from an ImageNet-pretrained backbone, and detection with GhostNet does not converge well
-# without one. No public GhostNet-1.1x ImageNet weights exist: pretrain one (README, "Pretrained backbones"),
-# or use retinanet_ghostnet-1.0x_fpn.py with the public 1.0x weights. Set the path with
-# --cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from scratch with model.backbone.init_cfg=None.
+# The paper trains from an ImageNet-pretrained GhostNet-1.1x, and detection with GhostNet does not converge well
+# without one. No public 1.1x ImageNet weights exist. Two routes to checkpoints/ghostnet_1.1x_imagenet.pth:
+#  1. pretrain (mmpretrain, torch-2.1 stack; the paper's recipe, 400 epochs):
+#     bash tools/dist_train.sh configs/imagenet/ghostnet-1.1x_8xb128_in1k.py 8, then
+#     python tools/convert_weights.py work_dirs/ghostnet-1.1x_8xb128_in1k/epoch_400.pth checkpoints/ghostnet_1.1x_imagenet.pth
+#  2. widen the public 1.0x weights (seconds, no training):
+#     python tools/widen_weights.py checkpoints/state_dict_73.98.pth checkpoints/ghostnet_1.1x_imagenet.pth --width 1.1 [--noise 0.01]
+#     a 1.1x-shaped network computing the 1.0x function (ImageNet top-1 of 1.0x, 73.98%), not the paper's 1.1x weights.
+# Or use retinanet_ghostnet-1.0x_fpn.py with the public 1.0x weights. Another file: --cfg-options
+# model.backbone.init_cfg.checkpoint=PATH; from scratch: model.backbone.init_cfg=None.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 # mmghost.datasets: SafeCocoDataset (bad images/boxes get one warning line, not a crash) and the NaN-checking
 # data preprocessor; both are mmdet's CocoDataset / DetDataPreprocessor otherwise.

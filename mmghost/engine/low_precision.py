@@ -8,7 +8,8 @@ precision and these ops fail (``RuntimeError: expected scalar type Float but fou
 implemented for 'BFloat16'``). Inside :func:`mmcv_ops_in_float32` the tensor inputs of ``NMSop``,
 ``RoIAlignFunction`` and ``SigmoidFocalLossFunction`` are cast to float32 when they are fp16/bf16 on CPU or bf16 on
 CUDA; everything else is left alone (CUDA fp16 has kernels). Outputs stay float32 (NMS returns indices; autocast
-casts what follows; autograd hands the gradient back in the input's dtype). On leaving, mmcv's own ``forward``
+casts what follows; autograd hands the gradient back in the input's dtype), except that ``RoIAlign`` modules
+return their input's dtype, which mmdet's RoI extractors need. On leaving, mmcv's own ``forward``
 methods are put back (the very same objects): nothing stays changed. :class:`MMGhostRunner` runs its train/val/test
 loops inside it; other code can use it directly::
 
@@ -30,9 +31,14 @@ import torch
 _OPS = (('mmcv.ops.nms', 'NMSop', (0, 1)),  # bboxes, scores
         ('mmcv.ops.roi_align', 'RoIAlignFunction', (0, 1)),  # input, rois
         ('mmcv.ops.focal_loss', 'SigmoidFocalLossFunction', (0, 4)))  # input, weight
+# (module, function) that modules call through their module's globals, wrapped so that the result goes back to the
+# input's dtype: mmdet's RoI extractors write RoIAlign's output into a buffer of the features' dtype
+# (``roi_feats[inds] = ...`` fails for float32 into bf16). The cast back is outside the autograd Function, so its
+# backward kernel still gets float32 gradients.
+_DTYPE_KEEPING = (('mmcv.ops.roi_align', 'roi_align'), )
 _lock = threading.Lock()
 _active = 0
-_originals: List[Tuple[type, object]] = []
+_originals: List[Tuple[object, str, object]] = []  # (owner, attribute, mmcv's own object)
 
 
 def _lacks_kernel(t) -> bool:
@@ -55,6 +61,28 @@ def _float32_forward(original, positions):
     return staticmethod(forward)
 
 
+def _dtype_keeping(original):
+
+    def function(input, rois, *args, **kwargs):
+        if _lacks_kernel(input) or _lacks_kernel(rois):
+            return original(input.float(), rois.float(), *args, **kwargs).to(input.dtype)
+        return original(input, rois, *args, **kwargs)
+
+    return function
+
+
+def _module_functions():
+    found = []
+    for module_name, name in _DTYPE_KEEPING:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if callable(getattr(module, name, None)):
+            found.append((module, name))
+    return found
+
+
 def _functions():
     found = []
     for module_name, class_name, positions in _OPS:
@@ -73,8 +101,12 @@ def mmcv_ops_in_float32() -> Iterator[None]:
         if _active == 0:
             for function, positions in _functions():
                 original = function.__dict__['forward']
-                _originals.append((function, original))
+                _originals.append((function, 'forward', original))
                 function.forward = _float32_forward(function.forward, positions)
+            for module, name in _module_functions():
+                original = getattr(module, name)
+                _originals.append((module, name, original))
+                setattr(module, name, _dtype_keeping(original))
         _active += 1
     try:
         yield
@@ -82,6 +114,6 @@ def mmcv_ops_in_float32() -> Iterator[None]:
         with _lock:
             _active -= 1
             if _active == 0:
-                for function, original in _originals:
-                    function.forward = original
+                for owner, name, original in _originals:
+                    setattr(owner, name, original)
                 _originals.clear()
