@@ -3,6 +3,8 @@ import json
 import math
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import cv2
 import pytest
@@ -114,9 +116,13 @@ def test_tensorboard_backend_writes_events(tmp_path):
 
 @pytest.mark.slow
 def test_curves_of_a_real_tiny_training(tmp_path):
-    """tools/train.py for 2 epochs of 2 iterations on 4 64-px images, validated each epoch, then the plot."""
+    """tools/train.py for 2 epochs of 2 iterations on 4 64-px images, validated each epoch, then the plot.
+
+    Training runs in its own process, as users run it: mmdet's default_runtime names the visualizer 'visualizer',
+    and mmengine builds visualizers as named singletons, so in the test process the first runner's visualizer (an
+    earlier test's, with that test's save_dir) would be reused and the scalars would land there (seen in a
+    full-suite run)."""
     import make_shapes_dataset
-    import train
     data = str(tmp_path / 'data') + '/'
     make_shapes_dataset.main([data, '--train', '4', '--val', '2', '--seed', '0', '--size', '64'])
     work = str(tmp_path / 'work')
@@ -129,7 +135,8 @@ def test_curves_of_a_real_tiny_training(tmp_path):
             'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=100']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts += [f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
-    train.main([DEMO_CONFIG, '--work-dir', work, '--cfg-options', *opts])
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), DEMO_CONFIG, '--work-dir', work,
+                    '--cfg-options', *opts], cwd=ROOT, check=True)
     summary = plot_log.main([work])
     assert summary['train_points'] == 4 and summary['val_points'] == 2
     assert summary['loss_keys'] == ['loss', 'loss_bbox', 'loss_cls']
