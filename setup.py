@@ -26,6 +26,8 @@ setup(
     # Ranges, not pins: a user's own environment decides. torch (>= 2.1, see mmghost/utils/compat.py, which
     # refuses older ones with a clear message) is deliberately absent so that pip never replaces the user's
     # build (a bare `torch` requirement can pull a multi-GB CUDA wheel); mmcv needs it installed first anyway.
+    # mmghost.deploy (the ONNX Runtime detector) needs none of these: on a machine without torch install it with
+    # `pip install --no-deps mmghost` and `pip install -r requirements/runtime.txt` (numpy, onnxruntime, opencv).
     install_requires=[
         'mmengine>=0.10.0,<1.0',
         'mmcv>=2.0.0,<2.2.0',
@@ -38,6 +40,9 @@ setup(
         'safetensors': ['safetensors>=0.4'],
         'tensorboard': ['tensorboard'],
         'timm': ['timm>=1.0'],  # parity checks against timm's GhostNets; needs torchvision
+        # tools/deploy.py: mmdeploy pins protobuf<=3.20.2, which onnx 1.18+ and onnxruntime 1.28+ refuse (its own
+        # venv in `make test`: requirements/constraints-deploy.txt).
+        'deploy': ['mmdeploy==1.3.1', 'onnx>=1.16,<1.18', 'protobuf<=3.20.2', 'onnxruntime>=1.17,<1.28', 'ml_dtypes'],
     },
     classifiers=[
         'Programming Language :: Python :: 3.11',

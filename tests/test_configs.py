@@ -10,9 +10,10 @@ from mmghost.engine import build_detector
 from mmghost.models import GhostNet
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# Detection configs; configs/imagenet/ (mmpretrain classifiers) is checked by tests/test_imagenet_configs.py.
+# Detection configs; configs/imagenet/ (mmpretrain classifiers) is checked by tests/test_imagenet_configs.py,
+# configs/deploy/ (mmdeploy settings, not models) by tests/deploy_stack/.
 CONFIGS = sorted(c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if not osp.relpath(c, osp.join(ROOT, 'configs')).startswith(('imagenet', '_base_')))
+                 if not osp.relpath(c, osp.join(ROOT, 'configs')).startswith(('imagenet', '_base_', 'deploy')))
 PAPER = ['configs/retinanet_ghostnet_fpn.py', 'configs/faster_rcnn_ghostnet_fpn.py']
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from mmengine.config import Config, DictAction
 
 import mmghost  # noqa: F401  registers GhostNet
+from mmghost.deploy import Detections
 from mmghost.engine import load_detector_checkpoint
 from mmghost.utils import exit_on_user_error
 
@@ -42,14 +43,9 @@ def parse_args(argv=None):
 
 
 def detections_to_json(pred_instances, classes):
-    """Detections of one image as plain JSON-able dicts, best first."""
-    boxes = pred_instances.bboxes.cpu().numpy().tolist()
-    scores = pred_instances.scores.cpu().numpy().tolist()
-    labels = pred_instances.labels.cpu().numpy().tolist()
-    return [
-        dict(bbox=[round(v, 2) for v in box], score=round(score, 4), label=label, **{'class': classes[label]})
-        for box, score, label in sorted(zip(boxes, scores, labels), key=lambda d: -d[1])
-    ]
+    """Detections of one image as plain JSON-able dicts, best first (the format tools/infer_onnx.py writes too)."""
+    return Detections(pred_instances.bboxes.cpu().numpy(), pred_instances.scores.cpu().numpy(),
+                      pred_instances.labels.cpu().numpy()).to_json(classes)
 
 
 def init_model(cfg, checkpoint, device='cpu'):

@@ -5,6 +5,12 @@
 #   tools/setup_env.sh torch213       # .venv:         torch 2.13.0 CPU build, mmcv 2.1.0 with ops, mmdet 3.3.0
 #   tools/setup_env.sh torch21        # .venv-torch21: torch 2.1.2 + torchvision 0.16.2 (PyPI's CUDA build, runs on
 #                                     #                the CPU), mmcv 2.1.0 with ops, mmdet 3.3.0, timm, mmpretrain
+#   tools/setup_env.sh deploy         # .venv-deploy:  the torch 2.1.2 stack with mmdeploy 1.3.1 and its onnx 1.17.0 /
+#                                     #                protobuf 3.20.2 (tools/deploy.py); reuses torch21's mmcv wheel
+#   tools/setup_env.sh runtime        # .venv-runtime: numpy, onnxruntime, opencv only -- no torch, no OpenMMLab: where
+#                                     #                the torch-free runtime (mmghost.deploy) is tested (deploy builds
+#                                     #                it too)
+#   tools/setup_env.sh all            # torch213 torch21 deploy (the default; what `make test` runs)
 #
 # Idempotent: when a stack's inputs are unchanged and it imports, it only checks and returns in seconds.
 # The slow step is mmcv 2.1.0, which has no wheel on PyPI and is compiled from source (about 6-8 minutes on
@@ -90,13 +96,44 @@ print(f"torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv._
   log "environment $venv is ready ($(( SECONDS - start )) s)"
 }
 
+# setup_runtime VENV CONSTRAINTS: the torch-free runtime's venv. mmghost is installed without its dependencies
+# (they are the PyTorch/OpenMMLab stack); only what mmghost.deploy imports is installed.
+setup_runtime() {
+  STACK=runtime
+  local venv=$1 constraints=$2
+  local stamp="$venv/.mmghost-setup-stamp" start=$SECONDS
+  local want
+  want=$(cat tools/setup_env.sh setup.py requirements/runtime.txt "$constraints" | sha256sum | cut -d' ' -f1)
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$venv/bin/python" -c 'import mmghost.deploy' 2>/dev/null; then
+    log "environment $venv is up to date"
+    return 0
+  fi
+  [[ -x "$venv/bin/python" ]] || { log "creating virtual environment $venv"; "$PYTHON" -m venv "$venv"; }
+  log "installing numpy, onnxruntime, opencv and mmdeploy's SDK (no torch)"
+  # setuptools and wheel only to install mmghost itself (editable); mmdeploy-runtime (mmdeploy's C++ SDK) only
+  # for the tests, which check mmghost.deploy against it.
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -c "$constraints" -r requirements/runtime.txt \
+    'setuptools>=77,<82' wheel mmdeploy-runtime \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e . \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+  if "$venv/bin/python" -c 'import torch' 2>/dev/null; then log "torch is importable in $venv: it must not be"; return 1; fi
+  "$venv/bin/python" -c 'import mmghost.deploy, onnxruntime; print("onnxruntime", onnxruntime.__version__)'
+  echo "$want" > "$stamp"
+  log "environment $venv is ready ($(( SECONDS - start )) s)"
+}
+
 stacks=("$@")
-[[ ${#stacks[@]} -eq 0 || "${stacks[0]}" == all ]] && stacks=(torch213 torch21)
+[[ ${#stacks[@]} -eq 0 || "${stacks[0]}" == all ]] && stacks=(torch213 torch21 deploy)
 for stack in "${stacks[@]}"; do
   case "$stack" in
     torch213) setup_stack torch213 .venv requirements/constraints.txt 'torch==2.13.0' '' ;;
     torch21) setup_stack torch21 .venv-torch21 requirements/constraints-torch21.txt \
                'torch==2.1.2 torchvision==0.16.2' requirements/torch21.txt ;;
-    *) echo "usage: tools/setup_env.sh [all|torch213|torch21]..." >&2; exit 2 ;;
+    # The deploy stack's tests run the torch-free runtime in .venv-runtime, so it comes with it.
+    deploy) setup_stack deploy .venv-deploy requirements/constraints-deploy.txt 'torch==2.1.2' requirements/deploy.txt
+            setup_runtime .venv-runtime requirements/constraints-runtime.txt ;;
+    runtime) setup_runtime .venv-runtime requirements/constraints-runtime.txt ;;
+    *) echo "usage: tools/setup_env.sh [all|torch213|torch21|deploy|runtime]..." >&2; exit 2 ;;
   esac
 done
