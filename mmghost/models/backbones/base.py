@@ -24,7 +24,7 @@ from mmengine.model.weight_init import constant_init, kaiming_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmghost.utils.compat import is_compiling
-from ..layers import ConvBnAct, SqueezeExcite, make_divisible, recompute_in_backward
+from ..layers import ConvBnAct, SqueezeExcite, check_ratio_and_dw_size, make_divisible, recompute_in_backward
 from ..weights import shape_mismatch_error
 
 # Strides of outputs 0-5: stem, stages 1-4, final 1x1 conv.
@@ -72,8 +72,8 @@ class GhostNetBase(BaseModule):
         init_cfg (dict or list[dict], optional): Initialization config; ``dict(type='Pretrained',
             checkpoint=PATH[, prefix='backbone.'])`` loads official/timm weights and detector checkpoints
             through mmengine. Default: None.
-        block_cfg (dict, optional): For subclasses: their own block arguments (e.g. V1's ``ratio``,
-            ``dw_size``), stored as :attr:`block_cfg` before :meth:`build_block` is called. Default: None.
+        ratio (int): Ghost ratio ``s`` of every Ghost module (used by :meth:`build_block`). Default: 2.
+        dw_size (int): Cheap-operation kernel ``d`` of every Ghost module. Default: 3.
     """
 
     #: The architecture table: stages 1-4, each a list of groups (``blocks.N``), each a list of bottleneck
@@ -83,21 +83,27 @@ class GhostNetBase(BaseModule):
     stem_channels = 16
     final_channels = 960
     num_outputs = 6
+    #: The smallest Ghost ratio the blocks support (GhostNetV3: 2).
+    min_ratio = 1
 
     def __init__(self,
                  widen_factor: float = 1.0,
                  out_indices: Sequence[int] = (1, 2, 3, 4),
                  frozen_stages: int = -1,
+                 ratio: int = 2,
+                 dw_size: int = 3,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: dict = dict(type='ReLU'),
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  memory_efficient: bool = True,
-                 init_cfg=None,
-                 block_cfg: Optional[dict] = None):
+                 init_cfg=None):
         super().__init__(init_cfg)
         self._check_args(widen_factor, out_indices, frozen_stages, norm_cfg, act_cfg)
+        check_ratio_and_dw_size(ratio, dw_size)
+        if ratio < self.min_ratio:
+            raise ValueError(f'{type(self).__name__} needs ratio >= {self.min_ratio}, got {ratio!r}')
         self.widen_factor = widen_factor
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
@@ -109,7 +115,8 @@ class GhostNetBase(BaseModule):
         self.memory_efficient = memory_efficient
         # Whole-group recomputation (with_cp) already keeps nothing inside the blocks.
         self.blocks_memory_efficient = memory_efficient and not with_cp
-        self.block_cfg = dict(block_cfg or {})
+        self.ratio = ratio
+        self.dw_size = dw_size
         self.deploy = False
         self.channels_last = False  # set by switch_to_deploy()
         self.num_stages = self.out_indices[-1]  # stages 1..num_stages are built (5: the final conv)
@@ -170,8 +177,9 @@ class GhostNetBase(BaseModule):
             in_channels, mid_channels, out_channels: Input, expansion and output channels.
             kernel_size: Kernel of the depthwise convs; stride: 1 or 2; se_ratio: 0 for no SE.
 
-        Use :attr:`conv_cfg`, :attr:`norm_cfg`, :attr:`act_cfg`, :attr:`blocks_memory_efficient` and
-        :attr:`block_cfg`. Gradient checkpointing (``with_cp``) is done by the trunk, not by the block.
+        Use :attr:`conv_cfg`, :attr:`norm_cfg`, :attr:`act_cfg`, :attr:`blocks_memory_efficient`,
+        :attr:`ratio` and :attr:`dw_size`. Gradient checkpointing (``with_cp``) is done by the trunk, not by
+        the block.
         """
         raise NotImplementedError
 

@@ -11,7 +11,7 @@ Module names follow the official implementation (huawei-noah ``ghostnet_pytorch/
 Reading order: :data:`GhostNet.arch_setting`, :class:`GhostBottleneck`, :class:`GhostNet`; the shared parts
 are in :mod:`mmghost.models.layers` and :mod:`mmghost.models.backbones.base`.
 """
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -20,7 +20,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from mmghost.registry import MODELS
-from ..layers import GhostModule, SqueezeExcite, check_ratio_and_dw_size, downsample_shortcut
+from ..layers import GhostModule, SqueezeExcite, downsample_shortcut
 from ..weights import rename_mmghost_01_in_place
 from .base import GhostNetBase
 
@@ -141,30 +141,11 @@ class GhostNet(GhostNetBase):
           [5, 960, 160, 0.25, 1]]],
     ]
 
-    def __init__(self,
-                 widen_factor: float = 1.0,
-                 out_indices: Sequence[int] = (1, 2, 3, 4),
-                 frozen_stages: int = -1,
-                 ratio: int = 2,
-                 dw_size: int = 3,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 act_cfg: dict = dict(type='ReLU'),
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 memory_efficient: bool = True,
-                 init_cfg=None):
-        check_ratio_and_dw_size(ratio, dw_size)
-        super().__init__(widen_factor=widen_factor, out_indices=out_indices, frozen_stages=frozen_stages,
-                         conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, norm_eval=norm_eval,
-                         with_cp=with_cp, memory_efficient=memory_efficient, init_cfg=init_cfg,
-                         block_cfg=dict(ratio=ratio, dw_size=dw_size))
-
     def build_block(self, index, in_channels, mid_channels, out_channels, kernel_size, stride,
                     se_ratio) -> nn.Module:
         return GhostBottleneck(
             in_channels, mid_channels, out_channels, kernel_size=kernel_size, stride=stride, se_ratio=se_ratio,
-            ratio=self.block_cfg['ratio'], dw_size=self.block_cfg['dw_size'], conv_cfg=self.conv_cfg,
+            ratio=self.ratio, dw_size=self.dw_size, conv_cfg=self.conv_cfg,
             norm_cfg=self.norm_cfg, act_cfg=self.act_cfg, memory_efficient=self.blocks_memory_efficient)
 
     def adapt_state_dict(self, state_dict, prefix):

@@ -12,12 +12,12 @@ Reading order: :class:`GhostBottleneckV2`, :class:`GhostNetV2`; the shared parts
 :mod:`mmghost.models.layers` (:class:`~mmghost.models.layers.GhostModuleV2`,
 :class:`~mmghost.models.layers.DFCAttention`) and :mod:`mmghost.models.backbones.base`.
 """
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch.nn as nn
 
 from mmghost.registry import MODELS
-from ..layers import GhostModuleV2, check_ratio_and_dw_size
+from ..layers import GhostModuleV2
 from .base import GhostNetBase
 from .ghostnet import GhostBottleneck, GhostNet
 
@@ -110,29 +110,10 @@ class GhostNetV2(GhostNetBase):
     #: Bottlenecks from this running index on get DFC attention (official ``layer_id > 1``).
     first_attention_block = 2
 
-    def __init__(self,
-                 widen_factor: float = 1.0,
-                 out_indices: Sequence[int] = (1, 2, 3, 4),
-                 frozen_stages: int = -1,
-                 ratio: int = 2,
-                 dw_size: int = 3,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 act_cfg: dict = dict(type='ReLU'),
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 memory_efficient: bool = True,
-                 init_cfg=None):
-        check_ratio_and_dw_size(ratio, dw_size)
-        super().__init__(widen_factor=widen_factor, out_indices=out_indices, frozen_stages=frozen_stages,
-                         conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, norm_eval=norm_eval,
-                         with_cp=with_cp, memory_efficient=memory_efficient, init_cfg=init_cfg,
-                         block_cfg=dict(ratio=ratio, dw_size=dw_size))
-
     def build_block(self, index, in_channels, mid_channels, out_channels, kernel_size, stride,
                     se_ratio) -> nn.Module:
         return GhostBottleneckV2(
             in_channels, mid_channels, out_channels, kernel_size=kernel_size, stride=stride, se_ratio=se_ratio,
-            ratio=self.block_cfg['ratio'], dw_size=self.block_cfg['dw_size'],
+            ratio=self.ratio, dw_size=self.dw_size,
             attention=index >= self.first_attention_block, conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
             act_cfg=self.act_cfg, memory_efficient=self.blocks_memory_efficient)

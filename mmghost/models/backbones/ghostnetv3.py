@@ -17,14 +17,14 @@ Reading order: :class:`GhostBottleneckV3`, :class:`GhostNetV3`; the shared parts
 :mod:`mmghost.models.layers` (:class:`~mmghost.models.layers.GhostModuleV3`, :mod:`~mmghost.models.layers.reparam`)
 and :mod:`mmghost.models.backbones.base`.
 """
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmghost.registry import MODELS
-from ..layers import (GhostModuleV3, SqueezeExcite, build_rep_branches, check_ratio_and_dw_size,
+from ..layers import (GhostModuleV3, SqueezeExcite, build_rep_branches,
                       downsample_shortcut, forward_rep_branches, fuse_rep_branches)
 from .base import GhostNetBase
 from .ghostnet import GhostNet
@@ -153,33 +153,14 @@ class GhostNetV3(GhostNetBase):
     first_attention_block = 2
     #: Conv branches per re-parameterised conv (official ``num_conv_branches``).
     num_rep_convs = 3
-
-    def __init__(self,
-                 widen_factor: float = 1.0,
-                 out_indices: Sequence[int] = (1, 2, 3, 4),
-                 frozen_stages: int = -1,
-                 ratio: int = 2,
-                 dw_size: int = 3,
-                 conv_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 act_cfg: dict = dict(type='ReLU'),
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 memory_efficient: bool = True,
-                 init_cfg=None):
-        check_ratio_and_dw_size(ratio, dw_size)
-        if ratio < 2:
-            raise ValueError(f'GhostNetV3 needs ratio >= 2 (its cheap conv is re-parameterised), got {ratio!r}')
-        super().__init__(widen_factor=widen_factor, out_indices=out_indices, frozen_stages=frozen_stages,
-                         conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, norm_eval=norm_eval,
-                         with_cp=with_cp, memory_efficient=memory_efficient, init_cfg=init_cfg,
-                         block_cfg=dict(ratio=ratio, dw_size=dw_size))
+    #: Its cheap conv is re-parameterised, so every Ghost module needs one: ratio >= 2.
+    min_ratio = 2
 
     def build_block(self, index, in_channels, mid_channels, out_channels, kernel_size, stride,
                     se_ratio) -> nn.Module:
         return GhostBottleneckV3(
             in_channels, mid_channels, out_channels, kernel_size=kernel_size, stride=stride, se_ratio=se_ratio,
-            ratio=self.block_cfg['ratio'], dw_size=self.block_cfg['dw_size'],
+            ratio=self.ratio, dw_size=self.dw_size,
             attention=index >= self.first_attention_block, num_convs=self.num_rep_convs, conv_cfg=self.conv_cfg,
             norm_cfg=self.norm_cfg, act_cfg=self.act_cfg, memory_efficient=self.blocks_memory_efficient)
 
