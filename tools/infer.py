@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import warnings
 
 import mmcv
 import numpy as np
@@ -19,7 +18,7 @@ from mmengine.config import Config, DictAction
 
 import mmghost  # noqa: F401  registers GhostNet
 from mmghost.deploy import Detections
-from mmghost.engine import load_detector_checkpoint
+from mmghost.engine import init_detector
 from mmghost.utils import exit_on_user_error
 
 
@@ -48,25 +47,6 @@ def detections_to_json(pred_instances, classes):
                       pred_instances.labels.cpu().numpy()).to_json(classes)
 
 
-def init_model(cfg, checkpoint, device='cpu'):
-    """mmdet's ``init_detector(cfg, checkpoint)``, with the checkpoint read by mmghost's safe loader.
-
-    mmdet's loads it with a bare ``torch.load``: torch >= 2.6 refuses the training state in our checkpoints, and
-    older torch would run whatever code a crafted file holds.
-    """
-    from mmdet.apis import init_detector
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # "checkpoint is None, use COCO classes by default": set from it below
-        model = init_detector(cfg, None, device='cpu')
-    palette = model.dataset_meta.get('palette')  # init_detector's: the config's test dataset, else 'random'
-    meta = load_detector_checkpoint(model, checkpoint).get('meta', {}).get('dataset_meta')
-    if meta:
-        model.dataset_meta = {k.lower(): v for k, v in meta.items()}
-        if palette != 'random' or 'palette' not in model.dataset_meta:  # init_detector's priority
-            model.dataset_meta['palette'] = palette
-    return model.to(device).eval()
-
-
 def main(argv=None):
     args = parse_args(argv)
     from mmdet.apis import inference_detector
@@ -77,7 +57,7 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     # The checkpoint holds every weight; the backbone's ImageNet init file is not needed (or present).
     cfg.model.backbone.init_cfg = None
-    model = init_model(cfg, args.checkpoint, device=args.device)
+    model = init_detector(cfg, args.checkpoint, device=args.device)
     if args.deploy:
         model.backbone.switch_to_deploy()
     classes = model.dataset_meta['classes']

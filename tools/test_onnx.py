@@ -14,9 +14,9 @@ import json
 import os.path as osp
 import sys
 import time
-import warnings
 
 import numpy as np
+from mmengine.config import DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/test_onnx.py` from a checkout without an install
@@ -35,13 +35,8 @@ def parse_args(argv=None):
     parser.add_argument('--limit', type=int, help='score only the first N test images')
     parser.add_argument('--threads', type=int, help='ONNX Runtime threads (default: one per core)')
     parser.add_argument('--out', help='write the metrics as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=_dict_action(), help='override settings of the config')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings of the config')
     return parser.parse_args(argv)
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def dataset_images(cfg, limit=None):
@@ -79,17 +74,13 @@ def score(cfg, images, metainfo, predict) -> dict:
 
 def pytorch_predictor(cfg, checkpoint):
     """``path -> Detections`` with the PyTorch model (mmdet's inference_detector, eval mode)."""
-    from mmdet.apis import inference_detector, init_detector
+    from mmdet.apis import inference_detector
 
     import mmghost  # noqa: F401  registers the GhostNet family
-    from mmghost.engine import load_detector_checkpoint
+    from mmghost.engine import init_detector
     cfg = cfg.copy()
-    cfg.model.backbone.init_cfg = None
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # "checkpoint is None, use COCO classes by default"
-        model = init_detector(cfg, None, device='cpu')
-    load_detector_checkpoint(model, checkpoint, strict=True)
-    model.eval()
+    cfg.model.backbone.init_cfg = None  # every weight comes from the checkpoint
+    model = init_detector(cfg, checkpoint, strict=True)
 
     def predict(path):
         result = inference_detector(model, path).pred_instances

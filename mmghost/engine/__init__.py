@@ -5,12 +5,13 @@
   mmcv ops in float32 under fp16/bf16 autocast;
 * :func:`mmcv_ops_in_float32`: that last fix as a context manager;
 * :func:`load_checkpoint_file`, :func:`load_detector_checkpoint`: safe checkpoint reading for tools;
-* the tools' glue: :func:`load_config`, :func:`build_runner`, :func:`build_detector`, :func:`finish_distributed`;
+* the tools' glue: :func:`load_config`, :func:`build_runner`, :func:`build_detector`, :func:`init_detector`,
+  :func:`finish_distributed`;
   :class:`BackboneDeployHook`, :class:`CPUAwareDistributedDataParallel`.
 """
 from .checkpoint_hook import AtomicCheckpointHook
 from .checkpoint_io import find_resumable_checkpoint, load_checkpoint_file, load_detector_checkpoint
-from .config import build_detector, build_runner, finish_distributed, load_config
+from .config import build_detector, build_runner, finish_distributed, init_detector, load_config
 from .hooks import BackboneDeployHook
 from .low_precision import mmcv_ops_in_float32
 from .model_wrappers import CPUAwareDistributedDataParallel
@@ -18,6 +19,7 @@ from .runner import MMGhostRunner
 
 __all__ = [
     'AtomicCheckpointHook', 'BackboneDeployHook', 'CPUAwareDistributedDataParallel', 'MMGhostRunner',
-    'build_detector', 'build_runner', 'find_resumable_checkpoint', 'finish_distributed', 'load_checkpoint_file',
+    'build_detector', 'build_runner', 'find_resumable_checkpoint', 'finish_distributed', 'init_detector',
+    'load_checkpoint_file',
     'load_config', 'load_detector_checkpoint', 'mmcv_ops_in_float32'
 ]

@@ -1,5 +1,6 @@
 """Config handling shared by tools/train.py, tools/test.py and the demo, as mmdet 3.3's tools do it."""
 import os.path as osp
+import warnings
 from typing import Optional
 
 import torch
@@ -7,6 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .checkpoint_io import load_detector_checkpoint
 from .runner import MMGhostRunner
 from .tensorboard import apply_tensorboard_flag
 
@@ -53,6 +55,26 @@ def build_detector(cfg: Config) -> torch.nn.Module:
     if 'backbone' in cfg.model:
         cfg.model.backbone.init_cfg = None
     return MODELS.build(cfg.model)
+
+
+def init_detector(cfg: Config, checkpoint: str, device: str = 'cpu', strict: bool = False) -> torch.nn.Module:
+    """mmdet's ``init_detector(cfg, checkpoint)`` in eval mode, with the checkpoint read by mmghost's safe loader.
+
+    mmdet's loads it with a bare ``torch.load``: torch >= 2.6 refuses the training state in our checkpoints, and
+    older torch would run whatever code a crafted file holds. ``dataset_meta`` comes from the checkpoint as in
+    mmdet; ``strict`` as in mmengine's ``load_checkpoint``.
+    """
+    from mmdet.apis import init_detector as mmdet_init_detector
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # "checkpoint is None, use COCO classes by default": set from it below
+        model = mmdet_init_detector(cfg, None, device='cpu')
+    palette = model.dataset_meta.get('palette')  # init_detector's: the config's test dataset, else 'random'
+    meta = load_detector_checkpoint(model, checkpoint, strict=strict).get('meta', {}).get('dataset_meta')
+    if meta:
+        model.dataset_meta = {k.lower(): v for k, v in meta.items()}
+        if palette != 'random' or 'palette' not in model.dataset_meta:  # init_detector's priority
+            model.dataset_meta['palette'] = palette
+    return model.to(device).eval()
 
 
 def build_runner(cfg: Config) -> Runner:
