@@ -37,6 +37,7 @@ import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
+from mmengine.config import DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/deploy.py` from a checkout without an install
@@ -73,7 +74,7 @@ def parse_args(argv=None):
                         help="quantise the heads' output convs too (default: they stay float)")
     parser.add_argument('--image', help='image used to trace the model (default: a random one of the test scale)')
     parser.add_argument('--device', default='cpu', help='device for tracing (default cpu)')
-    parser.add_argument('--cfg-options', nargs='+', action=_dict_action(), help='override settings of the config')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override settings of the config')
     args = parser.parse_args(argv)
     if args.shape is not None and min(args.shape) < 32:
         parser.error('--shape must be at least 32 pixels')
@@ -82,11 +83,6 @@ def parse_args(argv=None):
     if args.image is not None and not osp.isfile(args.image):
         parser.error(f'image not found: {args.image}')
     return args
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def load_deploy_config(shape: Optional[Sequence[int]] = None):
@@ -226,10 +222,8 @@ def _convs(model):
     return [node for node in model.graph.node if node.op_type == 'Conv']
 
 
-def depthwise_conv_nodes(onnx_file: str) -> List[str]:
-    """Names of the Conv nodes whose group equals their input channels (depthwise)."""
-    import onnx
-    model = onnx.load(onnx_file)
+def depthwise_conv_nodes(model) -> List[str]:
+    """Names of the Conv nodes of ``model`` (an ``onnx.ModelProto``) whose group equals their input channels."""
     weights = {init.name: init for init in model.graph.initializer}
     names = []
     for node in _convs(model):
@@ -241,31 +235,24 @@ def depthwise_conv_nodes(onnx_file: str) -> List[str]:
     return names
 
 
-def output_conv_nodes(onnx_file: str) -> List[str]:
-    """Names of the Conv nodes after which no Conv or Gemm follows: the heads' last layers, which produce the
-    class logits and box deltas themselves (RetinaNet's retina_cls/retina_reg, YOLOv3's convs_pred, ...)."""
-    import onnx
-    model = onnx.load(onnx_file)
+def output_conv_nodes(model) -> List[str]:
+    """Names of the Conv nodes of ``model`` after which no Conv or Gemm follows: the heads' last layers, which
+    produce the class logits and box deltas themselves (RetinaNet's retina_cls/retina_reg, YOLOv3's convs_pred)."""
     consumers = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-
-    def reaches_layer(node, seen):
-        for output in node.output:
-            for nxt in consumers.get(output, []):
-                if id(nxt) in seen:
-                    continue
-                seen.add(id(nxt))
-                if nxt.op_type in ('Conv', 'Gemm', 'MatMul') or reaches_layer(nxt, seen):
-                    return True
-        return False
-
-    return [node.name for node in _convs(model) if not reaches_layer(node, set())]
+    # ONNX lists nodes in topological order, so one backward pass settles for every node whether a layer
+    # (Conv, Gemm, MatMul) consumes what it computes, directly or further down.
+    feeds_layer = {}
+    for node in reversed(model.graph.node):
+        feeds_layer[id(node)] = any(nxt.op_type in ('Conv', 'Gemm', 'MatMul') or feeds_layer.get(id(nxt), False)
+                                    for output in node.output for nxt in consumers.get(output, []))
+    return [node.name for node in _convs(model) if not feeds_layer[id(node)]]
 
 
-def _inline_identity_initializers(src: str, dst: str) -> int:
-    """Copy ``src`` to ``dst`` with every ``Identity`` of an initializer replaced by a copy of the initializer.
+def _inline_identity_initializers(model) -> int:
+    """Replace, in ``model``, every ``Identity`` of an initializer by a copy of the initializer.
 
     torch's exporter stores equal tensors once and feeds the other users through Identity nodes (folded batch
     norms with equal statistics give equal conv biases). onnxruntime's quantiser needs a conv's weight and bias to
@@ -273,7 +260,6 @@ def _inline_identity_initializers(src: str, dst: str) -> int:
     Returns how many Identity nodes were replaced.
     """
     import onnx
-    model = onnx.load(src)
     initializers = {init.name: init for init in model.graph.initializer}
     graph_outputs = {output.name for output in model.graph.output}
     copies = []
@@ -288,7 +274,6 @@ def _inline_identity_initializers(src: str, dst: str) -> int:
     del model.graph.node[:]
     model.graph.node.extend(kept)
     model.graph.initializer.extend(copies)
-    onnx.save(model, dst)
     return len(copies)
 
 
@@ -297,10 +282,12 @@ def quantize(model_dir: str, images: Sequence[str], depthwise: bool = False, out
     output channel, uint8 activations, min/max calibration on ``images`` preprocessed exactly as at inference by
     ``mmghost.deploy.Preprocess``).
 
-    By default the depthwise convs and the heads' output convs stay float: on the demo detector quantising them
-    cost 0.009 mAP for no measurable speed (README, "Deploy"). ``depthwise``/``output_convs`` quantise them too.
-    QLinearConv (not QDQ) because mmdeploy exports opset 11, where DequantizeLinear has no per-channel axis.
+    By default the depthwise convs and the heads' output convs stay float: on the demo detector quantising the
+    depthwise convs cost 0.009 mAP, the output convs 0.008 (README, "Deploy"). ``depthwise``/``output_convs``
+    quantise them too. QLinearConv (not QDQ) because mmdeploy exports opset 11, where DequantizeLinear has no
+    per-channel axis.
     """
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     start = time.perf_counter()
@@ -317,11 +304,13 @@ def quantize(model_dir: str, images: Sequence[str], depthwise: bool = False, out
             path = next(self.files, None)
             return None if path is None else {'input': preprocess(read_image(path))[0]}
 
-    float_depthwise = [] if depthwise else depthwise_conv_nodes(fp32)
-    float_outputs = [] if output_convs else output_conv_nodes(fp32)
+    model = onnx.load(fp32)
+    float_depthwise = [] if depthwise else depthwise_conv_nodes(model)
+    float_outputs = [] if output_convs else output_conv_nodes(model)
+    _inline_identity_initializers(model)
     with tempfile.TemporaryDirectory() as tmp:
         source = osp.join(tmp, 'end2end.onnx')
-        _inline_identity_initializers(fp32, source)
+        onnx.save(model, source)
         quantize_static(source, int8, Reader(), quant_format=QuantFormat.QOperator, op_types_to_quantize=['Conv'],
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,

@@ -191,7 +191,7 @@ def test_int8_model_quantises_the_dense_convs_and_keeps_detecting(exported):
 
     from mmghost.deploy import Detector
     model_dir = exported['model_dir']
-    fp32 = osp.join(model_dir, 'end2end.onnx')
+    fp32 = onnx.load(osp.join(model_dir, 'end2end.onnx'))
     int8 = onnx.load(osp.join(model_dir, 'end2end_int8.onnx'))
     ops = [node.op_type for node in int8.graph.node]
     float_convs = ops.count('Conv')
