@@ -27,11 +27,13 @@ import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from tools.demo import run as demo_run  # noqa: E402
+
 CLS_CONFIG = 'configs/imagenet/ghostnet-1.0x_shapes-cls.py'
 DET_CONFIG = 'configs/demo/retinanet_ghostnet_shapes.py'
 
@@ -51,11 +53,7 @@ def parse_args(argv=None):
 
 
 def run(step, cmd, timings):
-    print(f'\n[pretrain_vs_scratch] {step}: {" ".join(cmd)}', flush=True)
-    start = time.time()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    timings[step] = round(time.time() - start, 1)
-    print(f'[pretrain_vs_scratch] {step} took {timings[step]} s', flush=True)
+    demo_run(step, cmd, timings, label='pretrain_vs_scratch')
 
 
 def last_scalars(work_dir, key):

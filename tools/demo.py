@@ -32,12 +32,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run(step, cmd, timings):
-    print(f'\n[demo] {step}: {" ".join(cmd)}', flush=True)
+def run(step, cmd, timings, label='demo'):
+    """Run one step's command from the repository root; its wall time goes into ``timings[step]``."""
+    print(f'\n[{label}] {step}: {" ".join(cmd)}', flush=True)
     start = time.time()
     subprocess.run(cmd, cwd=ROOT, check=True)
     timings[step] = round(time.time() - start, 1)
-    print(f'[demo] {step} took {timings[step]} s', flush=True)
+    print(f'[{label}] {step} took {timings[step]} s', flush=True)
 
 
 def latest_metrics(work_dir):
