@@ -212,22 +212,15 @@ def test_nan_input_with_plain_mmdet_gives_nan_loss_caught_by_check_invalid_loss_
 def test_faster_rcnn_trains_and_predicts_under_cpu_bf16_autocast_inside_the_context():
     """RoIAlign's float32 result goes back to bf16 for mmdet's RoI extractor (``roi_feats[inds] = ...`` needs the
     buffer's dtype); the same code path runs on CUDA bf16, where mmcv has no bf16 RoIAlign kernel either."""
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
+    from fixtures.detection_batch import total_loss, training_batch
     from mmghost.engine import build_detector, load_config, mmcv_ops_in_float32
     torch.manual_seed(0)
     model = build_detector(load_config(osp.join(ROOT, 'configs', 'faster_rcnn_ghostnet_fpn.py')))
     model.init_weights()
-    h, w = 128, 160
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                         scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
-    sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 20., 90., 100.]]), labels=torch.tensor([3]))
-    data = model.data_preprocessor(dict(inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
-                                        data_samples=[sample]), training=True)
+    data = training_batch(model)
     model.train()
     with mmcv_ops_in_float32(), cpu_autocast(torch.bfloat16):
-        losses = model(**data, mode='loss')
-    total = sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items() if 'loss' in k)
+        total = total_loss(model(**data, mode='loss'))
     assert torch.isfinite(total)
     total.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

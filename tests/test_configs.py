@@ -4,6 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
+from fixtures.detection_batch import total_loss, training_batch
 from mmengine.config import Config
 
 from mmghost.engine import build_detector
@@ -62,19 +63,11 @@ def test_paper_config_settings(config):
 
 @pytest.mark.parametrize('config', PAPER)
 def test_paper_config_forward_loss_and_predict(config):
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
     torch.manual_seed(0)
     _, model = _build(config)
-    h, w = 128, 160
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                         scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
-    sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 20., 90., 100.]]), labels=torch.tensor([3]))
-    data = model.data_preprocessor(dict(inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8)],
-                                        data_samples=[sample]), training=True)
+    data = training_batch(model)
     model.train()
-    losses = model(**data, mode='loss')
-    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
+    total = total_loss(model(**data, mode='loss'))
     assert torch.isfinite(total)
     total.backward()
     model.eval()

@@ -3,6 +3,7 @@ import os.path as osp
 
 import pytest
 import torch
+from fixtures.detection_batch import total_loss, training_batch
 from mmengine.config import Config
 
 from mmghost.engine import build_detector
@@ -99,22 +100,12 @@ def test_configs_use_the_data_safety_net_and_crash_safety(config):
 
 @pytest.mark.parametrize('config', list(CONFIGS))
 def test_config_runs_a_loss_and_a_predict_step(config):
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
     torch.manual_seed(0)
     model = build_detector(_cfg(config))
-    h, w = CONFIGS[config]
-    samples = []
-    for _ in range(2):  # two images: SSD's last extra level is 1x1, and its batch norm needs two values in training
-        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                             scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
-        sample.gt_instances = InstanceData(bboxes=torch.tensor([[10., 20., 90., 100.]]), labels=torch.tensor([3]))
-        samples.append(sample)
-    inputs = [torch.randint(0, 255, (3, h, w), dtype=torch.uint8) for _ in samples]
-    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), training=True)
+    # Two images: SSD's last extra level is 1x1, and its batch norm needs two values in training.
+    data = training_batch(model, *CONFIGS[config], images=2)
     model.train()
-    losses = model(**data, mode='loss')
-    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k)
+    total = total_loss(model(**data, mode='loss'))
     assert torch.isfinite(total)
     total.backward()
     assert any(p.grad is not None and p.grad.any() for p in model.backbone.parameters())
