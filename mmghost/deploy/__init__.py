@@ -1,7 +1,8 @@
 """Run an exported detector without PyTorch or OpenMMLab: numpy, OpenCV and ONNX Runtime only.
 
 ``tools/deploy.py`` writes a model folder with mmdeploy (``end2end.onnx`` holding the whole detector, NMS
-included, plus mmdeploy's ``pipeline.json``/``deploy.json``/``detail.json`` and our ``mmghost.json``: class names, whether boxes are clipped)::
+included, plus mmdeploy's ``pipeline.json``/``deploy.json``/``detail.json`` and our ``mmghost.json``: class names,
+whether boxes are clipped)::
 
     from mmghost.deploy import Detector
     detector = Detector('work_dirs/deploy/retinanet')

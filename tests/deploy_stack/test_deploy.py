@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip('mmdeploy', reason='the mmdeploy stack (.venv-deploy) runs these: tools/run_tests.sh --stack deploy')
+pytest.importorskip('mmdeploy',
+                    reason='the mmdeploy stack (.venv-deploy) runs these: tools/run_tests.sh --stack deploy')
 import onnx  # noqa: E402
 
 from benchmarks.tiny_config import tiny_config_text  # noqa: E402
