@@ -279,7 +279,7 @@ def run_backbones(args, report, clock, name, models_out):
             return
         x = inputs(args)
         eval_model = eval_model.to(device).eval()
-        with autocast(device):  # on CUDA the default layout is measured, in the dtype it will run in
+        with autocast(device):  # the default layout is a fixed rule (default_channels_last), timed here
             deploy = copy.deepcopy(eval_model).switch_to_deploy()
         default_layout = 'channels_last' if deploy.channels_last else 'nchw'
         other_layout = 'nchw' if deploy.channels_last else 'channels_last'

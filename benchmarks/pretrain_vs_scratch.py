@@ -12,7 +12,7 @@ faster on this CPU; otherwise the same python).
    and a detection set (tools/make_shapes_dataset.py) in WORK_DIR, unless they exist;
 2. pre-trains GhostNet-1.0x on the former with configs/imagenet/ghostnet-1.0x_shapes-cls.py (mmpretrain
    ImageClassifier, the ImageNet config family) through tools/train.py;
-3. converts its checkpoint with tools/convert_weights.py (the README's pretrain -> convert -> detect path; a
+3. converts its checkpoint with tools/convert_weights.py (docs/reproducing.md's pretrain -> convert -> detect path; a
    training checkpoint also loads directly through init_cfg on torch < 2.6, not on torch >= 2.6, whose
    weights-only torch.load refuses mmengine's HistoryBuffer);
 4. trains configs/demo/retinanet_ghostnet_shapes.py twice through tools/train.py, shortened to ``--det-epochs``

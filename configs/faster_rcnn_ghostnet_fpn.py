@@ -34,7 +34,8 @@ model = dict(
         frozen_stages=0,
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/ghostnet_1.1x_imagenet.pth')),
+        # SafePretrained: mmengine's Pretrained, reading the file without running code from it (docs/weights.md).
+        init_cfg=dict(type='SafePretrained', checkpoint='checkpoints/ghostnet_1.1x_imagenet.pth')),
     # P2-P6 as in mmdet's R-50 config.
     neck=dict(in_channels=[28, 44, 124, 176], num_outs=5))
 

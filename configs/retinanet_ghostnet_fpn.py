@@ -34,7 +34,8 @@ model = dict(
         frozen_stages=0,  # the stem, as mmdet's ResNet configs freeze theirs
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=True,  # 2 images per GPU are too few for BN statistics
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/ghostnet_1.1x_imagenet.pth')),
+        # SafePretrained: mmengine's Pretrained, reading the file without running code from it (docs/weights.md).
+        init_cfg=dict(type='SafePretrained', checkpoint='checkpoints/ghostnet_1.1x_imagenet.pth')),
     # P3-P7 as in mmdet's R-50 config: the stride-4 level is not used (start_level=1).
     neck=dict(in_channels=[28, 44, 124, 176], start_level=1, add_extra_convs='on_input', num_outs=5))
 

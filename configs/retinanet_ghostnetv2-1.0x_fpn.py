@@ -3,9 +3,12 @@
 # ck_ghostnetv2_10.pth.tar or timm's ghostnetv2_100.in1k; 75.3% top-1, 167M FLOPs in the V2 paper). The V2
 # paper reports no RetinaNet figure, and this project has not measured one.
 #
-# The weights load as they are (official/timm key names). The official file is a timm training checkpoint that
-# newer torch refuses to unpickle with weights_only: convert it once with tools/convert_weights.py (README,
-# "Pretrained backbones") and point the checkpoint below at the result, or at timm's weights.
+# The weights load as they are (official/timm key names, .pth/.pth.tar/.safetensors) through the base config's
+# init_cfg type SafePretrained, which reads the file without running code from it (docs/weights.md). It refuses a
+# file that pickles objects other than tensors, numbers, numpy values and mmengine's training state (a training
+# script's argument namespace, say), naming the file; if you trust such a file, re-save its state dict once
+# (torch.save(torch.load(f, weights_only=False)['state_dict'], dst)) and point the checkpoint below at dst, or at
+# timm's weights.
 _base_ = './retinanet_ghostnet_fpn.py'
 
 model = dict(

@@ -7,7 +7,7 @@
 # For comparison only, not this config's result: PaddleDetection's SSDLite-GhostNet at 320 has 23.3 COCO box AP
 # (its model zoo), with GhostNet-1.3x from SSLD-distilled ImageNet weights, batch 512 for 400k iterations.
 # This config has not been trained by this project. To start from the public GhostNet-1.0x ImageNet weights
-# instead of from scratch: model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH).
+# instead of from scratch: model.backbone.init_cfg=dict(type='SafePretrained', checkpoint=PATH).
 _base_ = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
 # mmghost.models.ssd_head: SSDHeadCompat, mmdet's SSDHead that can predict under mmdet 3.3.0 (whose SSDHead fails
 # in predict: mmdetection issue #11063).

@@ -23,7 +23,8 @@ model = dict(
         type='GhostNetV2',
         widen_factor=1.0,
         out_indices=(2, 3, 4),  # strides 8, 16, 32
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/ghostnetv2_1.0x_imagenet.pth')),
+        # SafePretrained: mmengine's Pretrained, reading the file without running code from it (docs/weights.md).
+        init_cfg=dict(type='SafePretrained', checkpoint='checkpoints/ghostnetv2_1.0x_imagenet.pth')),
     neck=dict(in_channels=[160, 112, 40]))  # deepest first
 
 train_dataloader = dict(dataset=dict(dataset=dict(type='SafeCocoDataset')))  # inside the RepeatDataset

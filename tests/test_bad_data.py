@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.tiny_config import tiny_config_text
+from fixtures.tiny_config import tiny_config_text
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('circle', 'square', 'triangle')
@@ -175,8 +175,30 @@ def test_images_without_objects_follow_filter_empty_gt(tmp_path, logged_warnings
     make_coco(tmp_path, n_images=3, anns=anns)
     assert len(build(tmp_path, filter_empty_gt=True)) == 1
     assert any('2 of 3 images' in line and 'dropped from training' in line for line in logged_warnings)
+    assert any('1 of 3 images' in line and 'used after filtering (2 dropped)' in line for line in logged_warnings)
     assert len(build(tmp_path, filter_empty_gt=False)) == 3
     assert len(build(tmp_path, test_mode=True)) == 3
+
+
+@pytest.mark.parametrize('filter_empty_gt', [True, False])
+def test_image_whose_every_box_is_invalid_is_dropped_from_training(tmp_path, logged_warnings, filter_empty_gt):
+    """Issue 20: mmdet's filter_data keeps such an image (its raw COCO index has annotations) and trains it as
+    background, a silent label error. It is dropped from training whatever filter_empty_gt says, kept in test
+    mode, and the log gives the real number of images left."""
+    anns = [dict(id=1, image_id=1, category_id=1, bbox=[8, 8, 20, 20], area=400, iscrowd=0),  # valid
+            dict(id=2, image_id=2, category_id=2, bbox=[8, 8, 0, 10], area=0, iscrowd=0),  # image 2: all invalid
+            dict(id=3, image_id=2, category_id=3, bbox=[100, 100, 5, 5], area=25, iscrowd=0)]  # (outside)
+    make_coco(tmp_path, n_images=3, anns=anns)  # image 3 has no annotations at all
+    ds = build(tmp_path, filter_empty_gt=filter_empty_gt)
+    paths = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
+    assert not any(p.endswith('img/1.png') for p in paths), paths
+    # image 3 (no annotations in the file) follows filter_empty_gt, as in mmdet
+    assert len(ds) == (1 if filter_empty_gt else 2), paths
+    assert any('1 of 3 images' in line and 'every one was invalid' in line and 'img/1.png' in line
+               and 'dropped from training' in line for line in logged_warnings), logged_warnings
+    used = 'used after filtering (2 dropped)' if filter_empty_gt else 'used after filtering (1 dropped)'
+    assert any(f'{len(ds)} of 3 images' in line and used in line for line in logged_warnings), logged_warnings
+    assert len(build(tmp_path, test_mode=True)) == 3  # evaluation goes by the annotation file: nothing dropped
 
 
 @pytest.mark.parametrize('content, match', [

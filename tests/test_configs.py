@@ -45,7 +45,7 @@ def test_paper_config_settings(config):
     backbone = cfg.model.backbone
     assert backbone.type == 'GhostNet' and backbone.widen_factor == 1.1
     assert backbone.out_indices == (1, 2, 3, 4) and backbone.frozen_stages == 0 and backbone.norm_eval
-    assert backbone.init_cfg.type == 'Pretrained'
+    assert backbone.init_cfg.type == 'SafePretrained'
     assert cfg.model.neck.in_channels == [28, 44, 124, 176]
     assert cfg.train_cfg.max_epochs == 12
     assert [s.get('milestones') for s in cfg.param_scheduler] == [None, [8, 11]]

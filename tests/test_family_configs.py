@@ -39,7 +39,7 @@ def test_neck_takes_what_the_backbone_gives(config):
 def test_v2_configs_start_from_the_public_v2_weights(config):
     backbone = _cfg(config).model.backbone
     assert backbone.type == 'GhostNetV2' and backbone.widen_factor == 1.0
-    assert backbone.init_cfg.type == 'Pretrained' and backbone.init_cfg.checkpoint == V2_WEIGHTS
+    assert backbone.init_cfg.type == 'SafePretrained' and backbone.init_cfg.checkpoint == V2_WEIGHTS
 
 
 def test_paper_v1_setup_is_inherited_by_the_v2_fpn_configs():

@@ -147,7 +147,7 @@ def timm_taps(model, x):
 @pytest.fixture(scope='module')
 def timm_models(tmp_path_factory):
     """name -> (timm model in eval mode, path of its saved state dict); built once per module."""
-    timm = pytest.importorskip('timm')
+    timm = pytest.importorskip('timm', reason='timm is installed in .venv-torch21 only')
     root = tmp_path_factory.mktemp('timm_weights')
     cache = {}
 
@@ -491,3 +491,28 @@ def test_ghost_module_v3_switch_to_deploy_is_exact_for_a_module_with_every_branc
         actual = module(x)
     assert max_rel_error(actual, expected) <= 1e-5
 
+
+
+def test_v2_bottleneck_builds_only_the_modules_it_keeps(monkeypatch):
+    """Issue 20: GhostBottleneckV2 built V1's ghost1 (a plain GhostModule), initialised it and replaced it. Each
+    V2 bottleneck builds exactly one GhostModuleV2 (ghost1) and one plain GhostModule (ghost2), and the
+    state-dict keys stay those of the official/timm layout (ghost1 before the stride path, SE and ghost2)."""
+    from mmghost.models.backbones.ghostnetv2 import GhostBottleneckV2
+    from mmghost.models.layers import GhostModule
+    built = []
+    original = GhostModule.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GhostModule, '__init__', counting_init)
+    block = GhostBottleneckV2(16, 48, 24, kernel_size=5, stride=2, se_ratio=0.25)
+    assert sorted(built) == ['GhostModule', 'GhostModuleV2'], built
+    assert type(block.ghost1).__name__ == 'GhostModuleV2' and block.ghost1.short_conv is not None  # DFC
+    assert list(block._modules)[:2] == ['ghost1', 'conv_dw']
+    no_attention = GhostBottleneckV2(16, 48, 16, attention=False)
+    assert type(no_attention.ghost1).__name__ == 'GhostModuleV2' and no_attention.ghost1.short_conv is None
+    built.clear()
+    GhostNetV2(1.0)
+    assert built.count('GhostModule') == built.count('GhostModuleV2'), 'a V1 module was built and thrown away'

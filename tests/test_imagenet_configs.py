@@ -112,7 +112,7 @@ def test_imagenet_config_trains_and_its_checkpoint_loads_into_detector_and_class
 
     # 1. the detection backbone, through init_cfg, as the 1.1x detection configs name it
     backbone = GhostNet(1.1, out_indices=(1, 2, 3, 4),
-                        init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint), prefix='backbone.'))
+                        init_cfg=dict(type='SafePretrained', checkpoint=str(checkpoint), prefix='backbone.'))
     backbone.init_weights()
     assert torch.equal(backbone.blocks[6][0].ghost1.primary_conv[0].weight, trained)
     assert torch.equal(backbone.bn1.running_var, state['backbone.bn1.running_var'])
@@ -121,7 +121,7 @@ def test_imagenet_config_trains_and_its_checkpoint_loads_into_detector_and_class
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(osp.join(ROOT, 'configs/retinanet_ghostnet_fpn.py'))
-    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint), prefix='backbone.')
+    cfg.model.backbone.init_cfg = dict(type='SafePretrained', checkpoint=str(checkpoint), prefix='backbone.')
     init_default_scope('mmdet')
     detector = MODELS.build(cfg.model)
     detector.backbone.init_weights()

@@ -101,8 +101,11 @@ def test_import_mmghost_and_datasets_changes_no_object_of_torch_mmengine_mmcv_mm
         assert diff['removed'] == [] and diff['added'] == [] and diff['foreign_registrations'] == [], diff
     registered = result['after_import']['registered']
     for name in ('AtomicCheckpointHook', 'DataProblemsHook', 'MMGhostRunner', 'SafeCocoDataset', 'GhostNet',
-                 'CheckedDetDataPreprocessor'):
+                 'CheckedDetDataPreprocessor', 'PlainStem'):
         assert any(key.endswith(f'[{name}]') for key in registered), name
+    # Layers any scope's build_conv_layer / backbone lookup must find live in mmengine's root MODELS (added names).
+    for name in ('GhostConv', 'CifarResNet'):
+        assert f'registry mmengine.model[{name}]' in registered, (name, registered)
     assert result['patched_inside']  # float32 NMS was there inside its context, and is gone after it
 
 
@@ -188,7 +191,7 @@ randomness = dict(seed=0)
 
 @pytest.mark.slow
 def test_mmdet_config_with_custom_imports_mmghost_runs_exactly_as_without(tmp_path):
-    from benchmarks.crash_resume import make_dataset
+    from fixtures.tiny_config import make_dataset
     data = make_dataset(str(tmp_path / 'data'), images=2, size=64)
     runs = {}
     for variant, extra in (('plain', ''), ('mmghost', "custom_imports = dict(imports=['mmghost'])\n")):

@@ -4,12 +4,13 @@ import json
 import os.path as osp
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
 
+from fixtures.backbone_training import randomize_bn, train_step
 from mmghost.models import GhostNet
-from test_backbone import _randomize_bn, train_step
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -17,7 +18,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 @pytest.mark.parametrize('channels_last', [None, True, False])
 def test_deploy_layouts_match_eval(channels_last):
     model = GhostNet(1.1, out_indices=(1, 2, 3, 4, 5))
-    _randomize_bn(model)
+    randomize_bn(model)
     model.eval()
     x = torch.rand(1, 3, 96, 160)
     with torch.no_grad():
@@ -32,24 +33,44 @@ def test_deploy_layouts_match_eval(channels_last):
         assert ((e - g).abs().max() / e.abs().max()).item() <= 1e-4
 
 
-def test_layout_measurement_keeps_outputs():
-    """The measurement behind switch_to_deploy(channels_last=None) on CUDA (run here on the CPU, where the default
-    is channels_last without measuring): it times both layouts, says which was faster, and leaves the outputs."""
-    model = GhostNet(0.5, out_indices=(1, 2, 3, 4, 5))
-    _randomize_bn(model)
-    model.eval()
-    x = torch.rand(1, 3, 64, 96)
-    with torch.no_grad():
-        expected = model(x)
-    model.switch_to_deploy(channels_last=False)
-    faster = model._faster_layout_is_channels_last('cpu', shape=(1, 3, 64, 64), warmup=1, repeats=3)
-    assert isinstance(faster, bool) and not model.training
-    model.switch_to_deploy(channels_last=faster)
-    assert model.channels_last == faster
-    assert model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last) == faster
-    with torch.no_grad():
-        for e, g in zip(expected, model(x)):
-            assert ((e - g).abs().max() / e.abs().max()).item() <= 1e-4
+def test_default_deploy_layout_rule():
+    """The fixed rule switch_to_deploy(channels_last=None) follows: channels_last on the CPU, NCHW elsewhere."""
+    from mmghost.models.backbones.base import default_channels_last
+    assert default_channels_last(torch.device('cpu')) is True and default_channels_last('cpu') is True
+    assert default_channels_last('cuda') is False and default_channels_last(torch.device('cuda', 1)) is False
+    assert default_channels_last('meta') is False
+
+
+def test_deploy_layout_on_cuda_is_a_fixed_rule_without_timing(monkeypatch):
+    """Issue 20: switch_to_deploy() on CUDA chose the layout by timing, so ranks and runs could differ. Now a
+    fixed rule: NCHW on CUDA; nothing is run or timed. The model's device is faked as CUDA (the rule only reads
+    it), and any forward or clock read fails the test."""
+    import time
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError('switch_to_deploy() timed the model')
+
+    model = GhostNet(0.5).eval()
+    monkeypatch.setattr(model, 'parameters', lambda *a, **k: iter([types.SimpleNamespace(
+        device=torch.device('cuda', 0))]))
+    monkeypatch.setattr(model, 'forward_taps', no_timing)
+    monkeypatch.setattr(time, 'perf_counter', no_timing)
+    model.switch_to_deploy()
+    assert model.channels_last is False
+    assert model.conv_stem.weight.is_contiguous()
+
+
+def test_deploy_layout_tool_times_both_layouts(tmp_path, capsys):
+    """tools/deploy_layout.py: the measurement that used to run inside switch_to_deploy() (here on the CPU,
+    tiny): both layouts timed, the faster one and the rule's choice reported, the results written as JSON."""
+    import deploy_layout  # tools/deploy_layout.py
+    out = tmp_path / 'layout.json'
+    result = deploy_layout.main(['--device', 'cpu', '--widen-factor', '0.5', '--shape', '1', '3', '64', '64',
+                                 '--warmup', '0', '--repeats', '1', '--json', str(out)])
+    assert set(result['ms']) == {'nchw', 'channels_last'} and all(v > 0 for v in result['ms'].values())
+    assert result['faster'] in result['ms'] and result['default'] == 'channels_last'  # the CPU rule
+    assert json.loads(out.read_text()) == result
+    assert 'switch_to_deploy() default here: channels_last' in capsys.readouterr().out
 
 
 def test_channels_last_training_matches():
@@ -111,8 +132,7 @@ def test_torch_compile_has_no_graph_breaks(mode):
 @pytest.mark.parametrize('backbone_type', ['GhostNet', 'GhostNetV2', 'GhostNetV3'])
 def test_benchmark_script_reports_every_case(backbone_type, tmp_path):
     from mmdet.registry import MODELS
-    if MODELS.get(backbone_type) is None:
-        pytest.skip(f'{backbone_type} is not registered')
+    assert MODELS.get(backbone_type) is not None, f'{backbone_type} is not registered after `import mmghost`'
     out = tmp_path / 'bench.json'
     # 128x160: V2's DFC pools the stride-32 map 2x; a 1x1 map would leave train-mode batch norm one value.
     subprocess.run([sys.executable, 'benchmarks/benchmark.py', '--backbone', backbone_type, '--size', '128', '160',

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks.tiny_config import tiny_config_text
+from fixtures.tiny_config import tiny_config_text
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.slow

@@ -224,7 +224,8 @@ def _write(layout, official, tmp_path):
 
 @pytest.mark.parametrize('layout', sorted(CONVERTED_LAYOUTS))
 def test_convert_then_stock_init_cfg(layout, official, reference_features, tmp_path, capsys):
-    pytest.importorskip('safetensors') if layout == 'timm_safetensors' else None
+    if layout == 'timm_safetensors':
+        pytest.importorskip('safetensors', reason='safetensors is not installed in this stack')
     src = _write(layout, official, tmp_path)
     dst = tmp_path / 'out' / 'ghostnet.pth'
     assert convert_weights.main([str(src), str(dst)]) == 0
@@ -282,7 +283,7 @@ def test_converted_file_loads_with_mmengine(official, tmp_path):
 def test_keep_head_serves_the_classifier(official, tmp_path, capsys):
     from mmengine.runner import load_checkpoint
     src, dst = tmp_path / 'model.safetensors', tmp_path / 'ghostnet_cls.pth'
-    pytest.importorskip('safetensors')
+    pytest.importorskip('safetensors', reason='safetensors is not installed in this stack')
     from safetensors.torch import save_file
     save_file(official, str(src))
     assert convert_weights.main([str(src), str(dst), '--keep-head']) == 0
@@ -443,8 +444,7 @@ def test_convert_family_weights(backbone_type, widen_factor, tmp_path, capsys):
     from mmdet.registry import MODELS
 
     from mmghost.models import classifier_class
-    if MODELS.get(backbone_type) is None:
-        pytest.skip(f'{backbone_type} is not registered')
+    assert MODELS.get(backbone_type) is not None, f'{backbone_type} is not registered after `import mmghost`'
     torch.manual_seed(0)
     weights = classifier_class(backbone_type)(widen_factor).state_dict()
     src, dst = tmp_path / 'checkpoint.pth.tar', tmp_path / 'converted.pth'
@@ -465,8 +465,9 @@ def test_convert_and_verify_against_real_timm(backbone_type, timm_name, tmp_path
     """timm's own file (its key names) converts, and --verify compares with timm's forward."""
     timm = pytest.importorskip('timm', reason='timm is installed in .venv-torch21 only')
     from mmdet.registry import MODELS
-    if MODELS.get(backbone_type) is None or timm_name not in timm.list_models():
-        pytest.skip(f'{backbone_type} is not registered or timm {timm.__version__} has no {timm_name}')
+    assert MODELS.get(backbone_type) is not None, f'{backbone_type} is not registered after `import mmghost`'
+    if timm_name not in timm.list_models():
+        pytest.skip(f'timm {timm.__version__} has no {timm_name} (an older timm than the torch-2.1 stack pins)')
     torch.manual_seed(0)
     src, dst = tmp_path / 'pytorch_model.bin', tmp_path / 'converted.pth'
     torch.save(timm.create_model(timm_name, pretrained=False).state_dict(), src)

@@ -147,7 +147,7 @@ def test_widen_weights_tool_writes_weights_for_the_classifier_and_the_detection_
 
 def test_widen_weights_matches_timm_wider_ghostnet():
     """timm's GhostNet(width=1.1) has exactly the target's keys and shapes, and computes the source's logits."""
-    ghostnet = pytest.importorskip('timm.models.ghostnet')
+    ghostnet = pytest.importorskip('timm.models.ghostnet', reason='timm is installed in .venv-torch21 only')
     source = _randomize(ghostnet._create_ghostnet('ghostnet_100', width=1.0), seed=5)
     target = ghostnet._create_ghostnet('ghostnet_100', width=1.1).eval()
     shapes = {k: v.shape for k, v in target.state_dict().items()}

@@ -5,10 +5,11 @@
     python tools/convert_weights.py SRC --verify          # check SRC without writing anything
 
 The backbones have the official/timm key names, so official ``.pth`` files and timm's ``pytorch_model.bin``
-load directly through ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``. This tool is for what mmengine
-cannot read: safetensors files (timm's ``model.safetensors``), wrappers other than ``state_dict`` (``model``,
-``model_state_dict``, ``state_dict_ema``...), ``module.``/other prefixes, and files saved by mmghost 0.1 (its
-``stem.conv.weight``... layout, detector checkpoints included). Files are read with ``torch.load(weights_only)``
+load directly through ``init_cfg=dict(type='SafePretrained', checkpoint=PATH)`` (mmengine's ``Pretrained``
+reading the file without running code from it; it reads safetensors and the usual wrappers too). This tool is
+for what mmengine's ``Pretrained`` cannot read: safetensors files (timm's ``model.safetensors``), wrappers other
+than ``state_dict`` (``model``, ``model_state_dict``, ``state_dict_ema``...), ``module.``/other prefixes, and
+files saved by mmghost 0.1 (its ``stem.conv.weight``... layout, detector checkpoints included). Files are read with ``torch.load(weights_only)``
 semantics (mmghost's ``safe_torch_load``) or safetensors: a pickle that needs code to run is refused.
 
 Every tensor is loaded into the backbone ``--backbone`` (a type name of mmdet's registry: ``GhostNet``,

@@ -16,7 +16,7 @@ onnx 1.17.0, protobuf 3.20.2; mmdeploy's protobuf pin keeps it apart from the te
 * with ``--int8``: ``end2end_int8.onnx``, ONNX Runtime static quantisation of the convs (QLinearConv, int8
   weights per channel, uint8 activations) calibrated on ``--calib-images`` images of the config's training set.
   The depthwise convs and the heads' output convs stay float unless ``--int8-depthwise`` /
-  ``--int8-output-convs`` (quantising them cost accuracy for no speed on the demo; README "Deploy").
+  ``--int8-output-convs`` (quantising them cost accuracy for no speed on the demo; docs/deploy.md).
 
 Shapes: by default (``--dynamic``) any batch and image size, each image resized keeping its aspect ratio as in
 the test pipeline, as accurate as the PyTorch model. ``--shape H W`` fixes the input size; mmdeploy then
@@ -117,6 +117,7 @@ def export(config: str, checkpoint: str, out_dir: str, shape: Optional[Sequence[
     from mmengine.model import revert_sync_batchnorm
 
     from mmghost.engine import build_detector, load_config, load_detector_checkpoint
+    from mmghost.models import deploy_model
 
     start = time.perf_counter()
     model_cfg = load_config(config, cfg_options)
@@ -130,8 +131,8 @@ def export(config: str, checkpoint: str, out_dir: str, shape: Optional[Sequence[
     # What mmdeploy's build_pytorch_model does, with the checkpoint read by our safe loader.
     model = revert_sync_batchnorm(build_detector(model_cfg))
     checkpoint_data = load_detector_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    if hasattr(model.backbone, 'switch_to_deploy'):
-        model.backbone.switch_to_deploy(channels_last=False)  # memory layout means nothing in an ONNX graph
+    # Family backbones: norms folded (V3 re-parameterised); GhostConv layers anywhere: their norms folded.
+    deploy_model(model, channels_last=False)  # memory layout means nothing in an ONNX graph
     model = model.to(device).eval()
 
     if image is None:
@@ -283,7 +284,7 @@ def quantize(model_dir: str, images: Sequence[str], depthwise: bool = False, out
     ``mmghost.deploy.Preprocess``).
 
     By default the depthwise convs and the heads' output convs stay float: on the demo detector quantising the
-    depthwise convs cost 0.009 mAP, the output convs 0.008 (README, "Deploy"). ``depthwise``/``output_convs``
+    depthwise convs cost 0.009 mAP, the output convs 0.008 (docs/deploy.md). ``depthwise``/``output_convs``
     quantise them too. QLinearConv (not QDQ) because mmdeploy exports opset 11, where DequantizeLinear has no
     per-channel axis.
     """

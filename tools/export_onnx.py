@@ -11,9 +11,11 @@
 * The input ``input`` is the batch *after* mmdet's data preprocessor: RGB, normalised with the config's
   ``data_preprocessor`` mean/std, padded to a multiple of its ``pad_size_divisor``. Batch, height and width are
   dynamic axes (so are every output's).
-* ``--deploy`` puts the backbone in deploy mode first (``switch_to_deploy``: V3's re-parameterisation branches
-  fused, batch norms folded into the convs). GhostNetV2's DFC attention (2x2 average pooling, nearest upsampling
-  to the feature's size) exports with dynamic, odd sizes too (tests/test_onnx_export.py).
+* ``--deploy`` puts the model in deploy mode first (``mmghost.models.deploy_model``: the backbone's
+  ``switch_to_deploy``, V3's re-parameterisation branches fused, batch norms folded into the convs,
+  those after ``GhostConv`` layers anywhere in the model included). GhostNetV2's DFC attention (2x2 average
+  pooling, nearest upsampling to the feature's size) exports with dynamic, odd sizes too
+  (tests/test_onnx_export.py).
 * ``--verify`` runs the file with onnxruntime (CPU) on an input with another batch size and image size than
   the export example, and fails if any output differs from PyTorch by more than ``--atol`` (default 1e-4).
 * CHECKPOINT is an mmdet checkpoint of the detector (``state_dict`` with ``backbone.``, ``neck.``, ... keys).
@@ -108,10 +110,12 @@ class DetectorTensorForward(nn.Module):
 
 def exportable(model: nn.Module, backbone_only: bool = False, deploy: bool = False) -> Tuple[nn.Module, str]:
     """The module to export (backbone or wrapped detector) and the kind of its outputs' names."""
-    if deploy:
-        if not hasattr(model.backbone, 'switch_to_deploy'):
-            raise ValueError(f'{type(model.backbone).__name__} has no deploy mode (switch_to_deploy)')
-        model.backbone.switch_to_deploy()
+    if deploy:  # the deploy mode of tools/test.py --deploy and tools/deploy.py
+        from mmghost.models import deploy_model
+        try:
+            deploy_model(model, strict=True)
+        except TypeError as e:
+            raise ValueError(str(e)) from e
     if backbone_only:
         return model.backbone.eval(), 'feat'
     return DetectorTensorForward(model).eval(), 'detector'

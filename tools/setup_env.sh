@@ -19,26 +19,45 @@
 # "undefined symbol". So mmcv is built with pip's cache off and kept in our own cache, one folder per torch
 # build and Python: $MMGHOST_WHEEL_CACHE (default ~/.cache/mmghost/wheels)/mmcv-2.1.0/torch-<version>-<python>/.
 #
-# Environment: PYTHON (interpreter for new venvs, default python3.11 if present, else python3),
+# Python: the torch 2.13 stack runs on Python 3.11; the torch 2.1 stacks (torch21, deploy) run on Python 3.10,
+# the oldest Python that mmghost claims (python_requires), as most MMDetection 3.3 environments do. Both come
+# from pyenv on the project's machines.
+#
+# Environment: PYTHON311 / PYTHON310 (interpreters for new venvs; default python3.11 / python3.10),
 # MAX_JOBS (parallel compile jobs for mmcv, default: number of cores), MMGHOST_WHEEL_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -z "${PYTHON:-}" ]]; then
-  PYTHON=$(command -v python3.11 || command -v python3)
-fi
+# find_python X.Y: pythonX.Y on PATH if it runs (a pyenv shim of a version that is not active does not), else
+# pyenv's own install of X.Y.
+find_python() {
+  if "python$1" --version >/dev/null 2>&1; then command -v "python$1"; return; fi
+  local root=${PYENV_ROOT:-$HOME/.pyenv} candidate
+  for candidate in "$root"/versions/"$1".*/bin/"python$1"; do
+    [[ -x "$candidate" ]] && { echo "$candidate"; return; }
+  done
+  echo "tools/setup_env.sh: Python $1 not found (set PYTHON${1/./} or install it, e.g. pyenv install $1)" >&2
+  return 1
+}
+PYTHON311=${PYTHON311:-$(find_python 3.11)}
+PYTHON310=${PYTHON310:-$(find_python 3.10)}
 WHEEL_CACHE=${MMGHOST_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmghost/wheels}
 MMCV_VERSION=2.1.0
 log() { printf '[setup %s %s] %s\n' "$STACK" "$(date +%H:%M:%S)" "$*"; }
 
-# setup_stack NAME VENV CONSTRAINTS TORCH_PACKAGES EXTRA_REQUIREMENTS
+# setup_stack NAME PYTHON VENV CONSTRAINTS TORCH_PACKAGES EXTRA_REQUIREMENTS
 setup_stack() {
   STACK=$1
-  local venv=$2 constraints=$3 torch_packages=$4 extra=$5
+  local python=$2 venv=$3 constraints=$4 torch_packages=$5 extra=$6
   local stamp="$venv/.mmghost-setup-stamp" start=$SECONDS
   local want
   want=$(cat tools/setup_env.sh setup.py requirements/tests.txt "$constraints" ${extra:+"$extra"} \
          | sha256sum | cut -d' ' -f1)
+  if [[ -x "$venv/bin/python" && "$("$venv/bin/python" -c 'import sys; print(sys.version_info[:2])')" != \
+        "$("$python" -c 'import sys; print(sys.version_info[:2])')" ]]; then
+    log "$venv has another Python than $("$python" --version): recreating it"
+    rm -rf "$venv"
+  fi
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
      "$venv/bin/python" -c 'import mmcv.ops, mmdet, mmghost' 2>/dev/null; then
     log "environment $venv is up to date"
@@ -46,8 +65,8 @@ setup_stack() {
   fi
 
   if [[ ! -x "$venv/bin/python" ]]; then
-    log "creating virtual environment $venv with $("$PYTHON" --version)"
-    "$PYTHON" -m venv "$venv"
+    log "creating virtual environment $venv with $("$python" --version)"
+    "$python" -m venv "$venv"
   fi
   local py="$venv/bin/python"
   # pip warns once per package about this machine's empty local index folders; that is noise, drop it.
@@ -108,7 +127,7 @@ setup_runtime() {
     log "environment $venv is up to date"
     return 0
   fi
-  [[ -x "$venv/bin/python" ]] || { log "creating virtual environment $venv"; "$PYTHON" -m venv "$venv"; }
+  [[ -x "$venv/bin/python" ]] || { log "creating virtual environment $venv"; "$PYTHON311" -m venv "$venv"; }
   log "installing numpy, onnxruntime, opencv and mmdeploy's SDK (no torch)"
   # setuptools and wheel only to install mmghost itself (editable); mmdeploy-runtime (mmdeploy's C++ SDK) only
   # for the tests, which check mmghost.deploy against it.
@@ -127,11 +146,11 @@ stacks=("$@")
 [[ ${#stacks[@]} -eq 0 || "${stacks[0]}" == all ]] && stacks=(torch213 torch21 deploy)
 for stack in "${stacks[@]}"; do
   case "$stack" in
-    torch213) setup_stack torch213 .venv requirements/constraints.txt 'torch==2.13.0' '' ;;
-    torch21) setup_stack torch21 .venv-torch21 requirements/constraints-torch21.txt \
+    torch213) setup_stack torch213 "$PYTHON311" .venv requirements/constraints.txt 'torch==2.13.0' '' ;;
+    torch21) setup_stack torch21 "$PYTHON310" .venv-torch21 requirements/constraints-torch21.txt \
                'torch==2.1.2 torchvision==0.16.2' requirements/torch21.txt ;;
     # The deploy stack's tests run the torch-free runtime in .venv-runtime, so it comes with it.
-    deploy) setup_stack deploy .venv-deploy requirements/constraints-deploy.txt 'torch==2.1.2' requirements/deploy.txt
+    deploy) setup_stack deploy "$PYTHON310" .venv-deploy requirements/constraints-deploy.txt 'torch==2.1.2' requirements/deploy.txt
             setup_runtime .venv-runtime requirements/constraints-runtime.txt ;;
     runtime) setup_runtime .venv-runtime requirements/constraints-runtime.txt ;;
     *) echo "usage: tools/setup_env.sh [all|torch213|torch21|deploy|runtime]..." >&2; exit 2 ;;

@@ -14,7 +14,7 @@ deviation) so that copied channels can diverge when fine-tuned.
 SRC: any file ``tools/convert_weights.py`` reads (official ``.pth``, timm ``.bin``/``.safetensors``, wrapped or
 prefixed state dicts, mmghost/mmpretrain training checkpoints). DST: a plain state dict with the official keys,
 loadable by ``GhostNetClassifier(width).load_state_dict`` (with the head) and by a detection backbone's
-``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
+``init_cfg=dict(type='SafePretrained', checkpoint=DST)``.
 """
 import argparse
 import os

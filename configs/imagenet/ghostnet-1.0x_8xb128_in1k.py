@@ -18,8 +18,8 @@
 #
 # The trained checkpoint (work_dirs/<name>/epoch_400.pth) holds backbone.* (official GhostNet keys) and
 # head.conv_head/head.classifier: tools/convert_weights.py turns it into the weights file the detection configs
-# expect; on torch < 2.6 they also read it directly with init_cfg=dict(type='Pretrained', checkpoint=...,
-# prefix='backbone.') (torch >= 2.6's weights-only loading refuses the training state inside it).
+# expect; they also read it directly with init_cfg=dict(type='SafePretrained', checkpoint=..., prefix='backbone.'),
+# whose restricted reader accepts the training state inside it on every torch (docs/weights.md).
 default_scope = 'mmpretrain'
 # mmghost registers GhostNet (in mmdet's registry: hence 'mmdet.GhostNet' below); mmghost.models.heads registers
 # GhostNetClsHead in mmpretrain's registry (import mmghost alone never imports mmpretrain).

@@ -7,7 +7,8 @@
 # Then configs/retinanet_ghostnet_fpn.py / faster_rcnn_ghostnet_fpn.py take the result as their backbone:
 #   python tools/convert_weights.py work_dirs/ghostnet-1.1x_8xb128_in1k/epoch_400.pth \
 #       checkpoints/ghostnet_1.1x_imagenet.pth --verify
-# (on torch < 2.6 the training checkpoint also loads directly: init_cfg.checkpoint=<it>, init_cfg.prefix='backbone.').
+# (the training checkpoint also loads directly with SafePretrained: init_cfg.checkpoint=<it>,
+# init_cfg.prefix='backbone.').
 # The quick alternative without ImageNet training: widen the public 1.0x weights (tools/widen_weights.py
 # --width 1.1), a 1.1x-shaped network computing the 1.0x function (73.98% top-1).
 _base_ = './ghostnet-1.0x_8xb128_in1k.py'

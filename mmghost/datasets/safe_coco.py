@@ -23,9 +23,16 @@ box entirely outside the image          skip the annotation, one warning line
 box partly outside the image            clip it to the image, one warning line
 unknown ``category_id`` (not among the  skip the annotation, one warning line (categories of the file that
 file's categories)                      are not in ``classes`` are dropped silently, as in mmdet)
-images with no objects                  mmdet's rule (``filter_cfg.filter_empty_gt`` drops them from
+images with no objects in the file      mmdet's rule (``filter_cfg.filter_empty_gt`` drops them from
                                         training, kept in test mode); one summary line with the count
+image whose every box was invalid       dropped from training whatever ``filter_empty_gt`` says (its objects
+(boxes skipped above, none left)        are real but cannot be located: training it as background would be a
+                                        silent label error), kept in test mode; one summary line
 ======================================  ====================================================================
+
+mmdet's own ``filter_data`` decides ``filter_empty_gt`` from the raw COCO index, so without the rule above an
+image whose boxes were all dropped would be kept and trained as background. After filtering, one line gives the
+real number of training images (the data list before and after filtering) when filtering removed any.
 
 Warnings are capped at ``max_warnings`` lines, then one summary line; every problem is kept in
 ``dataset.problems`` as ``(kind, message)``, each once. Problems met while loading samples in dataloader worker
@@ -235,6 +242,7 @@ class SafeCocoDataset(CocoDataset):
         self._problem_keys = set()
         self._warned = 0
         self._worker_reports = WorkerReports()
+        self._every_box_invalid = set()  # img_ids whose annotations were all dropped as invalid (none kept)
         super().__init__(*args, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- reporting
@@ -338,7 +346,10 @@ class SafeCocoDataset(CocoDataset):
             checked = self._check_annotation(ann, img_info)
             if checked is not None:
                 good.append(checked)
-        return super().parse_data_info(dict(raw_data_info, raw_ann_info=good))
+        info = super().parse_data_info(dict(raw_data_info, raw_ann_info=good))
+        if len(good) < len(raw_data_info['raw_ann_info']) and not info['instances']:
+            self._every_box_invalid.add(img_info['img_id'])
+        return info
 
     def _check_annotation(self, ann: dict, img_info: dict) -> Optional[dict]:
         where = f'annotation {ann.get("id")} of {img_info["file_name"]}'
@@ -380,15 +391,29 @@ class SafeCocoDataset(CocoDataset):
         return ann
 
     def filter_data(self) -> List[dict]:
+        """mmdet's filtering (``filter_empty_gt`` from the raw COCO index, ``min_size``), then, in training, the
+        images whose every box was invalid are dropped too; the log gives the real counts."""
+        before = self.data_list
         data_list = super().filter_data()
-        empty = [info for info in self.data_list if not info['instances']]
+        invalid = [info for info in before if info['img_id'] in self._every_box_invalid]
+        if invalid and not self.test_mode:
+            data_list = [info for info in data_list if info['img_id'] not in self._every_box_invalid]
+            print_log(f'{type(self).__name__}: {len(invalid)} of {len(before)} images in {self.ann_file} had boxes '
+                      f'but every one was invalid (e.g. {invalid[0]["img_path"]}); dropped from training (as '
+                      'background-only images they would teach the detector that their objects are background)',
+                      logger='current', level=logging.WARNING)
+        empty = [info for info in before if not info['instances'] and info['img_id'] not in self._every_box_invalid]
         if empty:
             drop = not self.test_mode and (self.filter_cfg or {}).get('filter_empty_gt', False)
-            print_log(f'{type(self).__name__}: {len(empty)} of {len(self.data_list)} images in {self.ann_file} '
+            print_log(f'{type(self).__name__}: {len(empty)} of {len(before)} images in {self.ann_file} '
                       f'have no objects (e.g. {empty[0]["img_path"]}); '
                       + ('dropped from training (filter_cfg.filter_empty_gt=True)' if drop
                          else 'kept as background-only images'),
                       logger='current', level=logging.WARNING if drop else logging.INFO)
+        if len(data_list) != len(before):
+            print_log(f'{type(self).__name__}: {len(data_list)} of {len(before)} images of {self.ann_file} are '
+                      f'used after filtering ({len(before) - len(data_list)} dropped)', logger='current',
+                      level=logging.WARNING)
         if self._warned > self.max_warnings:
             print_log(f'{type(self).__name__}: {self._warned - self.max_warnings} more data problems not '
                       f'shown', logger='current', level=logging.WARNING)
@@ -398,7 +423,7 @@ class SafeCocoDataset(CocoDataset):
         if not data_list:
             raise DataError(f'no usable images in {self.ann_file} (data_root={self.data_root!r}, '
                             f'data_prefix={self.data_prefix!r}); problems found: {summarize(self._problems)}; '
-                            f'{len(empty)} of the {len(self.data_list)} readable images have no objects')
+                            f'{len(empty) + len(invalid)} of the {len(before)} readable images have no objects')
         return data_list
 
     # ------------------------------------------------------------------------------------- loading a sample

@@ -13,7 +13,14 @@ the order and the way files are written:
 5. ``published_keys`` checkpoints are read with the safe loader and written atomically too.
 
 Remote ``out_dir`` s (object stores, whose uploads are atomic already) are written by mmengine as before,
-in the same save-then-publish-then-delete order. Use it in a config::
+in the same save-then-publish-then-delete order.
+
+A checkpoint here is one file that the main process writes: what ``Runner`` and ``FlexibleRunner``'s
+``SingleDeviceStrategy``/``DDPStrategy`` (and ``FSDPStrategy`` with a full state dict) save. ``FlexibleRunner``
+with DeepSpeed, ColossalAI or sharded FSDP saves a folder that every rank writes into; making that atomic needs a
+temp name all ranks agree on, a barrier and one rename, which is not done here (it could not be tested without
+those libraries and GPUs): the hook refuses such a runner before training starts (use mmengine's
+``CheckpointHook`` there). Use it in a config::
 
     default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1))
 
@@ -23,6 +30,7 @@ merges dicts.)
 import hashlib
 import os.path as osp
 import pickle
+from typing import Optional
 
 from mmengine.dist import is_main_process, master_only
 from mmengine.fileio.backends import LocalBackend
@@ -69,6 +77,19 @@ class _AtomicSaves:
         return getattr(self._runner, name)
 
 
+def _folder_checkpoint_strategy(runner) -> Optional[str]:
+    """The name of ``runner``'s strategy if its checkpoints are folders (or not known to be one file written by
+    the main process), else None. Only ``FlexibleRunner`` has a strategy; ``Runner`` always saves one file."""
+    strategy = getattr(runner, 'strategy', None)
+    if strategy is None:
+        return None
+    from mmengine._strategy import SingleDeviceStrategy  # DDPStrategy and FSDPStrategy derive from it
+    full_state_dict = getattr(strategy, '_is_full_state_dict', lambda: True)  # FSDP: one file with a full one
+    if isinstance(strategy, SingleDeviceStrategy) and full_state_dict():
+        return None
+    return type(strategy).__name__
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` with atomic writes and deletions after the new checkpoint is on disk.
@@ -83,6 +104,12 @@ class AtomicCheckpointHook(CheckpointHook):
                 and not str(self.out_dir).startswith('pavi://'))
 
     def before_train(self, runner) -> None:
+        strategy = _folder_checkpoint_strategy(runner)
+        if strategy is not None:
+            raise ValueError(f'AtomicCheckpointHook writes each checkpoint as one file and renames it into place, '
+                             f'but with {type(runner).__name__} and {strategy} a checkpoint is a folder that every '
+                             "rank writes into, which it cannot make atomic: use mmengine's CheckpointHook "
+                             "(default_hooks.checkpoint.type='CheckpointHook') with this strategy.")
         super().before_train(runner)
         if not is_main_process():
             return
@@ -102,6 +129,10 @@ class AtomicCheckpointHook(CheckpointHook):
         tmp = temp_name(filename)
         runner.save_checkpoint(self.out_dir, tmp, backend_args=self.backend_args, **kwargs)
         if is_main_process():  # Runner.save_checkpoint writes on the main process only
+            if osp.isdir(osp.join(self.out_dir, tmp)):  # a runner before_train did not recognise
+                raise ValueError(f'AtomicCheckpointHook: {type(runner).__name__} saved the checkpoint '
+                                 f'{osp.join(self.out_dir, tmp)} as a folder; it writes one file per checkpoint: '
+                                 "use mmengine's CheckpointHook with this runner.")
             publish(osp.join(self.out_dir, tmp), osp.join(self.out_dir, filename))
 
     def _save_checkpoint_with_step(self, runner, step, meta):

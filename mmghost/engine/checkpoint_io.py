@@ -17,7 +17,6 @@ import os
 import os.path as osp
 import pickle
 import re
-import time
 import zipfile
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -29,9 +28,6 @@ from mmghost.utils.safe_load import CheckpointError, allowed_globals, env_flag, 
 
 # Temp files of an in-progress save: ".<name>.<pid>.mmghost-tmp" next to the final file.
 TMP_SUFFIX = '.mmghost-tmp'
-# Crash tests only: seconds to wait between writing a checkpoint's temp file and moving it into place, so that
-# kills can be aimed into a save.
-WRITE_DELAY_ENV = 'MMGHOST_CKPT_WRITE_DELAY'
 # What mmengine's Runner.save_checkpoint always writes; a file without them cannot be resumed from.
 TRAINING_STATE_KEYS = ('meta', 'state_dict', 'message_hub')
 NO_WEIGHTS_ONLY_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
@@ -61,9 +57,6 @@ def publish(tmp: str, path: str) -> None:
     """Make the fully written ``tmp`` durable and move it to ``path`` in one step (``os.replace``)."""
     with open(tmp, 'rb+') as f:
         os.fsync(f.fileno())
-    delay = float(os.environ.get(WRITE_DELAY_ENV, '0') or 0)
-    if delay > 0:
-        time.sleep(delay)
     os.replace(tmp, path)
     _fsync_dir(osp.dirname(osp.abspath(path)))
 

@@ -1,5 +1,6 @@
 """Config handling shared by tools/train.py, tools/test.py and the demo, as mmdet 3.3's tools do it."""
 import os.path as osp
+import tempfile
 import warnings
 from typing import Optional
 
@@ -8,21 +9,39 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..configs import resolve_base
 from .checkpoint_io import load_detector_checkpoint
 from .runner import MMGhostRunner
 from .tensorboard import apply_tensorboard_flag
+
+
+def read_config(config: str) -> Config:
+    """mmengine's ``Config.fromfile(config)``, where ``_base_`` may also name one of mmghost's configs as
+    ``'mmghost::NAME'`` (see :mod:`mmghost.configs`).
+
+    mmengine 0.10 resolves ``pkg::`` only for the packages in its own table, and before ``custom_imports`` runs, so
+    these names are resolved here first, for this one load: files that name them are read from rewritten copies
+    (:func:`mmghost.configs.resolve_base`) and nothing of mmengine is changed. The Config keeps ``config`` as its
+    filename; a config without ``mmghost::`` in its chain is read exactly as by ``Config.fromfile``.
+    """
+    with tempfile.TemporaryDirectory(prefix='mmghost_config_') as tmp:
+        resolved = resolve_base(config, tmp)
+        cfg = Config.fromfile(resolved)
+    if resolved == config:
+        return cfg
+    return Config(cfg.to_dict(), cfg_text=cfg.text, filename=config, env_variables=cfg.env_variables)
 
 
 def load_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
-    """Load ``config``, merge ``--cfg-options``, apply the ``tensorboard`` flag and set ``work_dir``
-    (CLI > config > ./work_dirs/<name>).
+    """Load ``config`` (:func:`read_config`: ``_base_`` may name ``mmghost::NAME``), merge ``--cfg-options``,
+    apply the ``tensorboard`` flag and set ``work_dir`` (CLI > config > ./work_dirs/<name>).
 
     Without CUDA a distributed launch uses gloo and a DDP wrapper that accepts CPU modules.
     """
-    cfg = Config.fromfile(config)
+    cfg = read_config(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

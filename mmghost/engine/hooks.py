@@ -2,16 +2,19 @@
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mmghost.models.fold import deploy_model
 from mmghost.registry import HOOKS
 
 
 @HOOKS.register_module()
 class BackboneDeployHook(Hook):
-    """Before testing (after the checkpoint is loaded), fold the backbone's BNs: ``switch_to_deploy()``."""
+    """Before testing (after the checkpoint is loaded), put the model in deploy mode with
+    :func:`mmghost.models.deploy_model`: the backbone's ``switch_to_deploy()`` (family backbones) and the norms
+    after ``GhostConv`` layers folded (any model). TypeError if the model has neither."""
 
     def before_test(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        backbone = getattr(model, 'backbone', None)
-        if not hasattr(backbone, 'switch_to_deploy'):
-            raise TypeError(f'BackboneDeployHook: {type(backbone).__name__} has no switch_to_deploy()')
-        backbone.switch_to_deploy()
+        try:
+            deploy_model(model, strict=True)
+        except TypeError as e:
+            raise TypeError(f'BackboneDeployHook: {e}') from e

@@ -10,7 +10,9 @@ What it changes, and nothing else:
 * ``load_or_resume`` with ``resume=True`` and no ``load_from``: the file ``last_checkpoint`` names if it is intact
   and holds a training state, otherwise the newest file named by the checkpoint hook's ``filename_tmpl`` in its
   ``out_dir`` that does (:func:`~mmghost.engine.checkpoint_io.find_resumable_checkpoint`); mmengine takes
-  ``last_checkpoint`` blindly and otherwise starts from scratch.
+  ``last_checkpoint`` blindly and otherwise starts from scratch. In a distributed run rank 0 chooses and
+  broadcasts its choice, so ranks that see different files (a crash on shared storage, stale file-system caches)
+  still resume from the same checkpoint; mmengine lets every rank choose for itself.
 * ``train``/``val``/``test`` run inside :func:`~mmghost.engine.low_precision.mmcv_ops_in_float32`: under
   fp16/bf16 autocast mmcv 2.1's NMS/RoIAlign (CPU) and NMS/RoIAlign/sigmoid focal loss (CUDA bf16) would fail.
 
@@ -23,6 +25,7 @@ mmghost's ``tools/train.py`` and ``tools/test.py`` use it for every config that 
 """
 import os.path as osp
 
+from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
@@ -65,14 +68,35 @@ class MMGhostRunner(Runner):
             return hook.filename_tmpl, self.work_dir
         return hook.filename_tmpl, osp.join(str(out_dir), osp.basename(self.work_dir.rstrip(osp.sep)))
 
+    def _resumable_checkpoint(self):
+        """What ``--resume`` resumes from: :func:`find_resumable_checkpoint` on rank 0, broadcast to every rank.
+
+        Each rank searching for itself can pick different files (one sees a checkpoint or ``last_checkpoint`` the
+        others do not yet), and ranks that resume from different steps run out of step. Without a process group
+        the broadcast does nothing. An error on rank 0 is broadcast too, so that the other ranks fail with it
+        instead of waiting for a choice that never comes.
+        """
+        choice, error = [None, None], None  # choice: [path or None, rank 0's error as text]
+        if is_main_process():
+            try:
+                choice[0] = find_resumable_checkpoint(self.work_dir, *self._checkpoint_files())
+            except Exception as e:  # noqa: BLE001  re-raised below, after the other ranks got it
+                choice[1] = f'{type(e).__name__}: {e}'
+                error = e
+        broadcast_object_list(choice, src=0)
+        if choice[1] is not None:
+            if error is not None:
+                raise error
+            raise RuntimeError(f'rank 0 could not choose a checkpoint to resume from: {choice[1]}')
+        return choice[0]
+
     def load_or_resume(self) -> None:
-        """mmengine's method with :func:`find_resumable_checkpoint` instead of ``find_latest_checkpoint``."""
+        """mmengine's method with :meth:`_resumable_checkpoint` instead of ``find_latest_checkpoint``."""
         if self._has_loaded:
             return None
         resume_from = None
         if self._resume and self._load_from is None:
-            filename_tmpl, folder = self._checkpoint_files()
-            resume_from = find_resumable_checkpoint(self.work_dir, filename_tmpl, folder)
+            resume_from = self._resumable_checkpoint()
             self.logger.info(f'Auto resumed from the latest checkpoint {resume_from}.')
         elif self._resume and self._load_from is not None:
             resume_from = self._load_from

@@ -11,3 +11,20 @@ __all__ = [
 from .backbones import GhostNetV2, GhostNetV3  # noqa: E402
 
 __all__ += ['GhostNetV2', 'GhostNetV3']
+# SafePretrained: mmengine's Pretrained initializer reading files without running them (root WEIGHT_INITIALIZERS).
+from .pretrained import SafePretrainedInit  # noqa: E402
+
+__all__ += ['SafePretrainedInit']
+# PlainStem: a backbone with conv_cfg everywhere but its stem (the paper's Ghost-ResNet-50), root MODELS.
+from .plain_stem import plain_stem  # noqa: E402
+
+__all__ += ['plain_stem']
+
+# The Ghost module in any OpenMMLab model (issue 19): the conv layer, its deploy fold, He et al.'s CIFAR ResNet,
+# an RPN head that takes a conv_cfg.
+from .backbones import CifarResNet  # noqa: E402
+from .dense_heads import GhostRPNHead  # noqa: E402
+from .fold import deploy_model, fuse_ghost_conv_norm  # noqa: E402
+from .layers import GhostConv  # noqa: E402
+
+__all__ += ['CifarResNet', 'GhostConv', 'GhostRPNHead', 'deploy_model', 'fuse_ghost_conv_norm']

@@ -1,12 +1,13 @@
 """Reading GhostNet-family weights files of every layout, and explaining the ones that do not fit.
 
 The backbones have the official/timm module names, so official ``.pth`` files, timm's ``pytorch_model.bin``
-and detector checkpoints load with mmengine's stock ``init_cfg=dict(type='Pretrained', checkpoint=PATH[,
-prefix='backbone.'])``: nothing here is on that path except two small things the backbones call while loading:
-renaming mmghost 0.1's layout (:func:`from_mmghost_01`, V1 only) and the width-mismatch message
-(:func:`shape_mismatch_error`).
+and detector checkpoints load with ``init_cfg=dict(type='SafePretrained', checkpoint=PATH[,
+prefix='backbone.'])`` (:mod:`mmghost.models.pretrained`; mmengine's ``Pretrained`` reads them too, unsafely on
+torch < 2.6). On that path, besides :data:`WRAPPER_KEYS` and the safetensors test, only two small things the
+backbones call while loading come from here: renaming mmghost 0.1's layout (:func:`from_mmghost_01`, V1 only)
+and the width-mismatch message (:func:`shape_mismatch_error`).
 
-What mmengine's loader cannot read is converted once by ``tools/convert_weights.py`` with
+What mmengine's ``Pretrained`` cannot read is converted once by ``tools/convert_weights.py`` with
 :func:`read_trunk_weights`: safetensors files, wrappers other than ``state_dict`` (``model``, ...), unknown
 prefixes, and files in mmghost 0.1's layout (mmcv ``ConvModule`` names: ``stem.conv.weight``, ...).
 """

@@ -6,3 +6,6 @@ from .ghostnetv2 import GhostBottleneckV2, GhostNetV2  # noqa: E402
 from .ghostnetv3 import GhostBottleneckV3, GhostNetV3  # noqa: E402
 
 __all__ += ['GhostNetV2', 'GhostBottleneckV2', 'GhostNetV3', 'GhostBottleneckV3']
+from .cifar_resnet import CifarResNet  # noqa: E402
+
+__all__ += ['CifarResNet']

@@ -4,14 +4,14 @@ A family member (:class:`~mmghost.models.backbones.GhostNet`, ``GhostNetV2``, ``
 :class:`GhostNetBase`, sets :attr:`~GhostNetBase.arch_setting` and implements
 :meth:`~GhostNetBase.build_block`; everything else is here, once.
 
-The trunk has the official/timm module names, so their ImageNet weights load with mmengine's stock
-``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` (or ``load_state_dict``):
+The trunk has the official/timm module names, so their ImageNet weights load as they are with
+``init_cfg=dict(type='SafePretrained', checkpoint=PATH)`` (mmengine's ``Pretrained`` reading the file without
+running code from it; :mod:`mmghost.models.pretrained`), mmengine's ``Pretrained`` or ``load_state_dict``:
 ``conv_stem``, ``bn1``, ``act1``, then ``blocks.N.M`` (group N of the table, bottleneck M), then the final 1x1
 conv ``blocks.9.0`` (``conv``, ``bn1``, ``act1``).
 """
 import math
 import numbers
-import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -29,6 +29,21 @@ from ..weights import shape_mismatch_error
 
 # Strides of outputs 0-5: stem, stages 1-4, final 1x1 conv.
 OUTPUT_STRIDES = (2, 4, 8, 16, 32, 32)
+
+
+def default_channels_last(device) -> bool:
+    """The memory layout :meth:`GhostNetBase.switch_to_deploy` uses when none is given: channels_last (NHWC) on
+    the CPU, NCHW on every other device.
+
+    A fixed rule rather than a measurement, so that every rank of a distributed job and every run of a
+    deployment gets the same layout (a timing taken at start-up can differ between them). CPU: channels_last
+    halves GhostNet's latency (oneDNN's depthwise convs and the Ghost concatenations are much faster in NHWC;
+    ``benchmarks/benchmark.py`` rows ``mmghost-deploy`` vs ``mmghost-deploy-nchw``). CUDA: NCHW, the layout the
+    paper configs train in; GhostNet is dominated by depthwise convs, whose cuDNN NHWC kernels are not reliably
+    faster (timm's GhostNet was reported slower in channels_last bf16 on an H100). Measure your device with
+    ``python tools/deploy_layout.py --device cuda`` and pass ``channels_last=True`` where it reports NHWC faster.
+    """
+    return torch.device(device).type == 'cpu'
 
 
 class GhostNetBase(BaseModule):
@@ -69,9 +84,9 @@ class GhostNetBase(BaseModule):
             backward instead of stored, with the batch-norm statistics updated once per step. Default: False.
         memory_efficient (bool): In training, recompute the cheap operations of the Ghost modules in backward
             instead of storing them (about a quarter less activation memory, same results). Default: True.
-        init_cfg (dict or list[dict], optional): Initialization config; ``dict(type='Pretrained',
+        init_cfg (dict or list[dict], optional): Initialization config; ``dict(type='SafePretrained',
             checkpoint=PATH[, prefix='backbone.'])`` loads official/timm weights and detector checkpoints
-            through mmengine. Default: None.
+            (see :mod:`mmghost.models.pretrained`). Default: None.
         ratio (int): Ghost ratio ``s`` of every Ghost module (used by :meth:`build_block`). Default: 2.
         dw_size (int): Cheap-operation kernel ``d`` of every Ghost module. Default: 3.
     """
@@ -359,11 +374,10 @@ class GhostNetBase(BaseModule):
 
         Args:
             channels_last (bool, optional): Keep weights and activations in channels_last (NHWC) memory
-                format; inputs are converted on the way in and the outputs are channels_last tensors. On CPU
-                this halves GhostNet's latency (oneDNN's depthwise convs and the Ghost concatenations are much
-                faster in NHWC). None: on the CPU, yes; on a CUDA device, whichever layout a short measurement
-                here finds faster (:meth:`_faster_layout_is_channels_last`; timm's GhostNet was reported slower
-                in channels_last bf16 on an H100); elsewhere, no.
+                format; inputs are converted on the way in and the outputs are channels_last tensors. None:
+                the fixed rule of :func:`default_channels_last` (channels_last on the CPU, NCHW elsewhere), the
+                same on every rank and in every run; ``tools/deploy_layout.py`` measures both layouts on a
+                device for whoever wants to pass the faster one explicitly.
         """
         if not self.deploy:
             self.reparameterize()
@@ -372,9 +386,7 @@ class GhostNetBase(BaseModule):
             self.deploy = True
             print_log(f'{type(self).__name__}: folded batch norms into convs (deploy mode)', logger='current')
         if channels_last is None:
-            device = next(self.parameters()).device
-            channels_last = device.type == 'cpu' or (device.type == 'cuda' and
-                                                     self._faster_layout_is_channels_last(device))
+            channels_last = default_channels_last(next(self.parameters()).device)
         self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         self.channels_last = channels_last
         return self
@@ -404,41 +416,6 @@ class GhostNetBase(BaseModule):
                     child.inplace = True
                 else:
                     fresh = False
-
-    @torch.no_grad()
-    def _faster_layout_is_channels_last(self, device, shape=(2, 3, 512, 512), warmup=2, repeats=5) -> bool:
-        """Time the deployed model in both layouts on ``device`` (under the caller's autocast, if any) and say
-        whether channels_last was faster (medians of ``repeats`` runs)."""
-        device = torch.device(device)
-        cuda = device.type == 'cuda'
-
-        def sync():
-            if cuda:
-                torch.cuda.synchronize(device)
-
-        x = torch.rand(shape, device=device)
-        was_training = self.training
-        self.eval()
-        medians = {}
-        for channels_last in (False, True):
-            self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-            self.channels_last = channels_last
-            times = []
-            for i in range(warmup + repeats):
-                sync()
-                start = time.perf_counter()
-                self.forward_taps(x)
-                sync()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-            medians[channels_last] = sorted(times)[len(times) // 2]
-        self.train(was_training)
-        faster = medians[True] < medians[False]
-        where = torch.cuda.get_device_name(device) if cuda else device.type
-        print_log(f'{type(self).__name__}: deploy layout measured on {where} at '
-                  f'{tuple(shape)}: NCHW {medians[False] * 1e3:.2f} ms, channels_last {medians[True] * 1e3:.2f} ms; '
-                  f'using {"channels_last" if faster else "NCHW"}', logger='current')
-        return faster
 
     # ---- loading weights ----
 

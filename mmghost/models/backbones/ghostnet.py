@@ -4,8 +4,9 @@ Paper: "GhostNet: More Features from Cheap Operations", Kai Han, Yunhe Wang, Qi 
 Chang Xu. CVPR 2020. https://arxiv.org/abs/1911.11907
 
 Module names follow the official implementation (huawei-noah ``ghostnet_pytorch/ghostnet.py``), which timm's
-``ghostnet.py`` mirrors, so their ImageNet weights load into :class:`GhostNet` through mmengine's
-``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` as they are. Weights saved by mmghost 0.1 (mmcv
+``ghostnet.py`` mirrors, so their ImageNet weights load into :class:`GhostNet` as they are, through
+``init_cfg=dict(type='SafePretrained', checkpoint=PATH)`` (mmengine's ``Pretrained``, reading the file without
+running code from it: :mod:`mmghost.models.pretrained`). Weights saved by mmghost 0.1 (mmcv
 ``ConvModule`` names) are renamed while loading; ``tools/convert_weights.py`` converts them once for good.
 
 Reading order: :data:`GhostNet.arch_setting`, :class:`GhostBottleneck`, :class:`GhostNet`; the shared parts
@@ -69,7 +70,7 @@ class GhostBottleneck(BaseModule):
         self.stride = stride
         ghost_kwargs = dict(ratio=ratio, dw_size=dw_size, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
                             memory_efficient=memory_efficient)
-        self.ghost1 = GhostModule(in_channels, mid_channels, act_cfg=act_cfg, **ghost_kwargs)
+        self.ghost1 = self._build_ghost1(in_channels, mid_channels, act_cfg=act_cfg, **ghost_kwargs)
         if stride > 1:
             self.conv_dw = build_conv_layer(conv_cfg, mid_channels, mid_channels, kernel_size, stride=stride,
                                             padding=(kernel_size - 1) // 2, groups=mid_channels, bias=False)
@@ -77,6 +78,11 @@ class GhostBottleneck(BaseModule):
         self.se = SqueezeExcite(mid_channels, se_ratio, act_cfg) if se_ratio and se_ratio > 0 else None
         self.ghost2 = GhostModule(mid_channels, out_channels, act_cfg=None, **ghost_kwargs)
         self.shortcut = downsample_shortcut(in_channels, out_channels, kernel_size, stride, conv_cfg, norm_cfg)
+
+    def _build_ghost1(self, in_channels: int, mid_channels: int, **kwargs) -> nn.Module:
+        """The expansion Ghost module; subclasses (GhostNetV2) build theirs here instead of replacing it after
+        construction, so only the module that is kept is built and initialised."""
+        return GhostModule(in_channels, mid_channels, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.ghost1(x)
@@ -110,7 +116,7 @@ class GhostNet(GhostNetBase):
         memory_efficient (bool): Recompute every Ghost module's cheap depthwise operation in backward instead
             of storing it: 24% less activation memory than the reference implementation, same results.
             Default: True.
-        init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='Pretrained',
+        init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='SafePretrained',
             checkpoint='state_dict_73.98.pth')`` (official or timm weights; a detector checkpoint with
             ``prefix='backbone.'``). Default: None.
     """

@@ -5,8 +5,8 @@ Chang Xu, Chao Xu, Yunhe Wang. NeurIPS 2022. https://arxiv.org/abs/2211.12905
 
 GhostNetV2 is GhostNet (V1) with DFC attention on the expansion Ghost module (``ghost1``) of every bottleneck
 but the first two. Module names follow the official implementation (huawei-noah ``ghostnetv2_pytorch``) and
-timm's ``ghostnetv2_100/130/160``, whose weights have the same keys, so both load through mmengine's
-``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` as they are.
+timm's ``ghostnetv2_100/130/160``, whose weights have the same keys, so both load as they are through
+``init_cfg=dict(type='SafePretrained', checkpoint=PATH)`` (:mod:`mmghost.models.pretrained`).
 
 Reading order: :class:`GhostBottleneckV2`, :class:`GhostNetV2`; the shared parts are in
 :mod:`mmghost.models.layers` (:class:`~mmghost.models.layers.GhostModuleV2`,
@@ -61,14 +61,17 @@ class GhostBottleneckV2(GhostBottleneck):
                  act_cfg: dict = dict(type='ReLU'),
                  memory_efficient: bool = False,
                  init_cfg=None):
+        # Read by _build_ghost1, which V1's constructor calls (a plain attribute may be set before
+        # nn.Module.__init__; only parameters, buffers and submodules may not).
+        self.attention = attention
         super().__init__(
             in_channels, mid_channels, out_channels, kernel_size=kernel_size, stride=stride, se_ratio=se_ratio,
             ratio=ratio, dw_size=dw_size, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg,
             memory_efficient=memory_efficient, init_cfg=init_cfg)
-        # Replaces V1's ghost1 in place (same position among the children, so the same state-dict order).
-        self.ghost1 = GhostModuleV2(
-            in_channels, mid_channels, ratio=ratio, dw_size=dw_size, attention=attention, conv_cfg=conv_cfg,
-            norm_cfg=norm_cfg, act_cfg=act_cfg, memory_efficient=memory_efficient)
+
+    def _build_ghost1(self, in_channels: int, mid_channels: int, **kwargs) -> GhostModuleV2:
+        """V1's position among the children (so the same state-dict order), with DFC attention."""
+        return GhostModuleV2(in_channels, mid_channels, attention=self.attention, **kwargs)
 
 
 @MODELS.register_module()
@@ -101,7 +104,7 @@ class GhostNetV2(GhostNetBase):
         with_cp (bool): Gradient checkpointing of every group of bottlenecks. Default: False.
         memory_efficient (bool): Recompute every Ghost module's cheap operation in backward instead of storing
             it (same results, gradients and statistics). Default: True.
-        init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='Pretrained',
+        init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='SafePretrained',
             checkpoint='ck_ghostnetv2_10.pth.tar')`` (official or timm weights; a detector checkpoint with
             ``prefix='backbone.'``). Default: None.
     """

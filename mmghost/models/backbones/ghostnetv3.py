@@ -143,7 +143,7 @@ class GhostNetV3(GhostNetBase):
         with_cp (bool): Gradient checkpointing of every group of bottlenecks. Default: False.
         memory_efficient (bool): Recompute every Ghost module's cheap site (all its branches) in backward
             instead of storing it (same results, gradients and statistics). Default: True.
-        init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='Pretrained',
+        init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='SafePretrained',
             checkpoint='ghostnetv3-1.0.pth.tar')`` (official or timm weights; a detector checkpoint with
             ``prefix='backbone.'``). Default: None.
     """

@@ -19,3 +19,8 @@ __all__ += [
     'DFCAttention', 'GhostModuleV2', 'GhostModuleV3', 'ConvBN', 'build_rep_branches', 'forward_rep_branches',
     'fuse_rep_branches'
 ]
+
+# The Ghost module as a conv layer for any OpenMMLab model (conv_cfg=dict(type='GhostConv')).
+from .ghost_conv import GhostConv  # noqa: E402
+
+__all__ += ['GhostConv']

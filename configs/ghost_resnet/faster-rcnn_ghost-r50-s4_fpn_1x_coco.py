@@ -1,0 +1,41 @@
+# Faster R-CNN with a Ghost-ResNet-50 (s=4, d=3) backbone and FPN, COCO 2017, 1x schedule: mmdet's R-50-FPN 1x
+# config with every conv of the backbone's residual stages a Ghost module (the paper's Table 5 network; the
+# paper reports no detector with it). Paper, backbone as an ImageNet classifier: 6.5M weights, 1.2B FLOPs.
+# Measured here (tools/get_flops.py, mmengine's counter; backbone at 224x224, detector at 800x1333):
+#     backbone (PlainStem, no classifier) at 224x224: 1202.1M FLOPs, 6.10M params;
+#     detector tensor forward at 800x1333 (padded to 800x1344): 139.93G FLOPs, 24.35M params
+#     (python tools/get_flops.py configs/ghost_resnet/faster-rcnn_ghost-r50-s4_fpn_1x_coco.py)
+# COCO mAP of this config has not been measured by this project.
+#
+# Backbone weights: none are public for Ghost-ResNet-50. Train them with the ImageNet config beside this one
+# (configs/ghost_resnet/ghost-resnet50-s4_8xb32_in1k.py); its checkpoint is read directly (prefix 'backbone.':
+# the mmpretrain and mmdet ResNets have the same keys) by the SafePretrained initializer below. Another file:
+# --cfg-options model.backbone.backbone.init_cfg.checkpoint=PATH. From scratch (mmdet's R-50 settings assume
+# pretrained weights, so also unfreeze the stem and train the BN statistics; expect a longer schedule to be
+# needed): --cfg-options model.backbone.backbone.init_cfg=None model.backbone.backbone.frozen_stages=-1
+# model.backbone.backbone.norm_eval=False
+#
+#   python tools/train.py configs/ghost_resnet/faster-rcnn_ghost-r50-s4_fpn_1x_coco.py
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        # PlainStem keeps the 7x7 stem conv plain, as the paper does (mmdet's ResNet gives its stem the blocks'
+        # conv_cfg); it returns mmdet's ResNet itself.
+        type='PlainStem',
+        backbone=dict(
+            type='mmdet.ResNet',
+            depth=50,
+            num_stages=4,
+            out_indices=(0, 1, 2, 3),
+            frozen_stages=1,
+            norm_cfg=dict(type='BN', requires_grad=True),
+            norm_eval=True,
+            style='pytorch',
+            conv_cfg=dict(type='GhostConv', ratio=4, dw_size=3),
+            init_cfg=dict(
+                type='SafePretrained',
+                checkpoint='work_dirs/ghost-resnet50-s4_8xb32_in1k/epoch_100.pth',
+                prefix='backbone.')),
+        plain_convs=('conv1', )))
