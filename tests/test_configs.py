@@ -11,10 +11,12 @@ from mmghost.engine import build_detector
 from mmghost.models import GhostNet
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# Detection configs; configs/imagenet/ (mmpretrain classifiers) is checked by tests/test_imagenet_configs.py,
-# configs/deploy/ (mmdeploy settings, not models) by tests/deploy_stack/.
+# Detection configs. Classifiers are checked elsewhere: configs/imagenet/ by tests/test_imagenet_configs.py,
+# configs/cifar10/ and the Ghost-ResNet-50 ImageNet configs (configs/ghost_resnet/*_in1k.py) by
+# tests/test_ghost_networks.py; configs/deploy/ (mmdeploy settings, not models) by tests/deploy_stack/.
 CONFIGS = sorted(c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if not osp.relpath(c, osp.join(ROOT, 'configs')).startswith(('imagenet', '_base_', 'deploy')))
+                 if not osp.relpath(c, osp.join(ROOT, 'configs')).startswith(('imagenet', 'cifar10', 'deploy'))
+                 and '_base_' not in c and not c.endswith('_in1k.py'))
 PAPER = ['configs/retinanet_ghostnet_fpn.py', 'configs/faster_rcnn_ghostnet_fpn.py']
 
 

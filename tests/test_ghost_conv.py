@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from fixtures.official_ghost_module import OfficialGhostModule
 
 import mmghost  # noqa: F401  registers GhostConv
-from mmghost.models import GhostConv, GhostRPNHead, deploy_model, fuse_ghost_conv_norm
+from mmghost.models import GhostConv, deploy_model, fuse_ghost_conv_norm
+from mmghost.models.dense_heads import GhostRPNHead
 
 GHOST = dict(type='GhostConv', ratio=2, dw_size=3)
 

@@ -49,6 +49,7 @@ def training_checkpoint(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------------- loading
+@pytest.mark.upstream
 def test_training_checkpoint_loads_where_torch_weights_only_refuses_it(training_checkpoint):
     with pytest.raises(Exception, match='Weights only load failed'):  # torch's own safe mode, both stacks
         torch.load(training_checkpoint, weights_only=True)
@@ -225,6 +226,7 @@ def test_checkpoint_hook_saves_atomically_then_publishes_then_deletes(tmp_path, 
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_3.pth')
 
 
+@pytest.mark.upstream
 def test_plain_checkpoint_hook_deletes_before_saving(tmp_path):
     """What mmengine 0.10.7 does, and why the hook above exists (a kill while saving iter_2 leaves nothing)."""
     from mmengine.hooks import CheckpointHook

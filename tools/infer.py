@@ -14,11 +14,12 @@ import os.path as osp
 
 import mmcv
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 import mmghost  # noqa: F401  registers GhostNet
 from mmghost.deploy import Detections
 from mmghost.engine import init_detector
+from mmghost.engine.config import read_config
 from mmghost.utils import exit_on_user_error
 
 
@@ -52,7 +53,7 @@ def main(argv=None):
     from mmdet.apis import inference_detector
     from mmdet.registry import VISUALIZERS
 
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)  # resolves mmghost::NAME bases too
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     # The checkpoint holds every weight; the backbone's ImageNet init file is not needed (or present).

@@ -14,4 +14,6 @@
 _base_ = '../faster_rcnn_ghostnet_fpn.py'
 
 ghost_conv = dict(type='GhostConv', ratio=2, dw_size=3)
+# mmghost.models.dense_heads registers GhostRPNHead (not imported by `import mmghost`: it needs mmcv's ops).
+custom_imports = dict(imports=['mmghost', 'mmghost.datasets', 'mmghost.models.dense_heads'], allow_failed_imports=False)
 model = dict(neck=dict(conv_cfg=ghost_conv), rpn_head=dict(type='GhostRPNHead', conv_cfg=ghost_conv))

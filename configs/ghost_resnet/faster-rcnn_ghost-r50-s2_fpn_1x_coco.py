@@ -17,8 +17,13 @@
 #
 #   python tools/train.py configs/ghost_resnet/faster-rcnn_ghost-r50-s2_fpn_1x_coco.py
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+# mmghost.datasets: SafeCocoDataset and the NaN-checking data preprocessor. Crash safety is opt-in, as in
+# every config of ours: MMGhostRunner, AtomicCheckpointHook, DataProblemsHook (docs/robust_training.md).
+custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
+runner_type = 'MMGhostRunner'
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'), data_problems=dict(type='DataProblemsHook'))
 model = dict(
+    data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
     backbone=dict(
         _delete_=True,
         # PlainStem keeps the 7x7 stem conv plain, as the paper does (mmdet's ResNet gives its stem the blocks'
@@ -39,3 +44,8 @@ model = dict(
                 checkpoint='work_dirs/ghost-resnet50-s2_8xb32_in1k/epoch_100.pth',
                 prefix='backbone.')),
         plain_convs=('conv1', )))
+
+auto_scale_lr = dict(enable=False, base_batch_size=16)
+train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
+test_dataloader = val_dataloader

@@ -15,17 +15,6 @@
 #   bash tools/dist_train.sh configs/ghost_resnet/ghost-resnet50-s4_8xb32_in1k.py 8   # torch-2.1 stack (mmpretrain)
 # The detection configs beside this one read the resulting checkpoint
 # (work_dirs/ghost-resnet50-s4_8xb32_in1k/epoch_100.pth) as their backbone weights.
-_base_ = 'mmpretrain::resnet/resnet50_8xb32_in1k.py'
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='PlainStem',
-        backbone=dict(
-            type='mmpretrain.ResNet',
-            depth=50,
-            num_stages=4,
-            out_indices=(3, ),
-            style='pytorch',
-            conv_cfg=dict(type='GhostConv', ratio=4, dw_size=3)),
-        plain_convs=('conv1', )))
+_base_ = './ghost-resnet50-s2_8xb32_in1k.py'
+# The s=2 config with ratio 4.
+model = dict(backbone=dict(backbone=dict(conv_cfg=dict(ratio=4))))

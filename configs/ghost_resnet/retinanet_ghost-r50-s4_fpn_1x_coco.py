@@ -16,26 +16,10 @@
 # model.backbone.backbone.norm_eval=False
 #
 #   python tools/train.py configs/ghost_resnet/retinanet_ghost-r50-s4_fpn_1x_coco.py
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmghost'], allow_failed_imports=False)
+_base_ = './retinanet_ghost-r50-s2_fpn_1x_coco.py'
+# The s=2 config with ratio 4 and the s=4 ImageNet checkpoint.
 model = dict(
     backbone=dict(
-        _delete_=True,
-        # PlainStem keeps the 7x7 stem conv plain, as the paper does (mmdet's ResNet gives its stem the blocks'
-        # conv_cfg); it returns mmdet's ResNet itself.
-        type='PlainStem',
         backbone=dict(
-            type='mmdet.ResNet',
-            depth=50,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            frozen_stages=1,
-            norm_cfg=dict(type='BN', requires_grad=True),
-            norm_eval=True,
-            style='pytorch',
-            conv_cfg=dict(type='GhostConv', ratio=4, dw_size=3),
-            init_cfg=dict(
-                type='SafePretrained',
-                checkpoint='work_dirs/ghost-resnet50-s4_8xb32_in1k/epoch_100.pth',
-                prefix='backbone.')),
-        plain_convs=('conv1', )))
+            conv_cfg=dict(ratio=4),
+            init_cfg=dict(checkpoint='work_dirs/ghost-resnet50-s4_8xb32_in1k/epoch_100.pth'))))

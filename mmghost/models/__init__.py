@@ -20,11 +20,11 @@ from .plain_stem import plain_stem  # noqa: E402
 
 __all__ += ['plain_stem']
 
-# The Ghost module in any OpenMMLab model (issue 19): the conv layer, its deploy fold, He et al.'s CIFAR ResNet,
-# an RPN head that takes a conv_cfg.
+# The Ghost module in any OpenMMLab model: the conv layer, its deploy fold, He et al.'s CIFAR ResNet. GhostRPNHead
+# (an RPN head that takes a conv_cfg) is in mmghost.models.dense_heads, imported by the configs that use it: mmdet's
+# dense heads import mmcv's compiled ops, which `import mmghost` does not need.
 from .backbones import CifarResNet  # noqa: E402
-from .dense_heads import GhostRPNHead  # noqa: E402
 from .fold import deploy_model, fuse_ghost_conv_norm  # noqa: E402
 from .layers import GhostConv  # noqa: E402
 
-__all__ += ['CifarResNet', 'GhostConv', 'GhostRPNHead', 'deploy_model', 'fuse_ghost_conv_norm']
+__all__ += ['CifarResNet', 'GhostConv', 'deploy_model', 'fuse_ghost_conv_norm']

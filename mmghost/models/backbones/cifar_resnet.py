@@ -11,10 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmdet.models.backbones.resnet import BasicBlock
 from mmengine.model import BaseModule, constant_init
 from mmengine.registry import MODELS as ROOT_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..pretrained import reads_pretrained_weights
 
 
 class ShortcutA(nn.Module):
@@ -110,6 +111,9 @@ class CifarResNet(BaseModule):
         self.add_module(self.norm1_name, norm1)
         self.relu = nn.ReLU(inplace=True)
         self.res_layers = []
+        # Imported here, not at module level: importing mmdet.models imports mmcv's compiled ops, which
+        # `import mmghost` must not need.
+        from mmdet.models.backbones.resnet import BasicBlock
         channels = base_channels
         for i in range(3):
             out_channels = base_channels * 2**i
@@ -152,8 +156,8 @@ class CifarResNet(BaseModule):
 
     def init_weights(self):
         super().init_weights()
-        if self.zero_init_residual and not (isinstance(self.init_cfg, dict) and
-                                            self.init_cfg.get('type') == 'Pretrained'):
+        # Loaded weights win over the zero init (Pretrained or SafePretrained alike).
+        if self.zero_init_residual and not reads_pretrained_weights(self.init_cfg):
             for name in self.res_layers:
                 for block in getattr(self, name):
                     constant_init(block.norm2, 0)
