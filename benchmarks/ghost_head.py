@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/ghost_head.py --parts flops latency      # without mmdeploy: eager latency only
     nohup .venv/bin/python benchmarks/ghost_head.py --parts demo > /tmp/logs/ghost_head_demo.log 2>&1 &
 
-Each pair is a config of ours with plain convs and its twin with ``conv_cfg=dict(type='GhostConv', ratio=2,
-dw_size=3)`` in the FPN and the head (configs/ghost_head/, configs/demo/retinanet_ghostnet-ghost-head_shapes.py).
+Each set is a config of ours with plain convs and its twins with ``conv_cfg=dict(type='GhostConv', ratio=s,
+dw_size=3)`` in the FPN and the head: ``ghost`` (s=2, the paper's default) for every detector and ``ghost-s3`` (s=3)
+for the RetinaNets (configs/ghost_head/, configs/demo/retinanet_ghostnet-ghost-head*_shapes.py).
 
 Parts (``--parts``; each is written to the JSON as soon as it is done, and a part already there is skipped unless
 ``--force``, so an interrupted run resumes; the demo trainings are recorded one by one):
@@ -22,12 +23,12 @@ Parts (``--parts``; each is written to the JSON as soon as it is done, and a par
   valid near 0), and the CPU time of each run with 1 thread (``time.process_time``), which other processes on a
   shared machine barely change. Recorded per torch version; a stack without mmdeploy records eager only, and
   .venv-deploy redoes the part with both modes interleaved.
-* ``demo``: ``tools/demo.py --model ghostnet-ghost-head`` and ``--model ghostnet`` (the demo recipe: 600 shapes
-  images, 12 epochs from scratch, COCO mAP on the 100 held-out ones), Ghost head first, each in its own work dir
-  under ``--work-dir``. About 11 minutes each on an idle 2-core machine.
+* ``demo``: ``tools/demo.py --model ghostnet-ghost-head``, ``ghostnet-ghost-head-s3`` and ``ghostnet`` (the demo
+  recipe: 600 shapes images, 12 epochs from scratch, COCO mAP on the 100 held-out ones), Ghost heads first, each in
+  its own work dir under ``--work-dir``. About 11 minutes each on an idle 2-core machine.
 
-Goals (issue 19): Ghost FLOPs <= 0.6x plain and latency <= 0.7x plain (RetinaNet-GhostNet-1.1x at 800x1333);
-demo mAP within 0.02 of the plain head's.
+Goals (issue 19), for each Ghost twin: FLOPs <= 0.6x plain and latency <= 0.7x plain (RetinaNet-GhostNet-1.1x at
+800x1333); demo mAP within 0.02 of the plain head's.
 """
 import argparse
 import contextlib
@@ -46,19 +47,28 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 PARTS = ('flops', 'latency', 'demo')
-PAIRS = {  # name: (plain config, Ghost neck + head config)
-    'retinanet-ghostnet-1.1x': ('configs/retinanet_ghostnet_fpn.py',
-                                'configs/ghost_head/retinanet_ghostnet_fpn_ghost-head.py'),
-    'faster-rcnn-ghostnet-1.1x': ('configs/faster_rcnn_ghostnet_fpn.py',
-                                  'configs/ghost_head/faster-rcnn_ghostnet_fpn_ghost-head.py'),
-    'demo': ('configs/demo/retinanet_ghostnet_shapes.py', 'configs/demo/retinanet_ghostnet-ghost-head_shapes.py'),
+TWINS = {  # detector: {kind: config}, 'plain' first, then its Ghost neck + head twins (GhostConv ratio 2, 3)
+    'retinanet-ghostnet-1.1x': {'plain': 'configs/retinanet_ghostnet_fpn.py',
+                                'ghost': 'configs/ghost_head/retinanet_ghostnet_fpn_ghost-head.py',
+                                'ghost-s3': 'configs/ghost_head/retinanet_ghostnet_fpn_ghost-head-s3.py'},
+    'faster-rcnn-ghostnet-1.1x': {'plain': 'configs/faster_rcnn_ghostnet_fpn.py',
+                                  'ghost': 'configs/ghost_head/faster-rcnn_ghostnet_fpn_ghost-head.py'},
+    'demo': {'plain': 'configs/demo/retinanet_ghostnet_shapes.py',
+             'ghost': 'configs/demo/retinanet_ghostnet-ghost-head_shapes.py',
+             'ghost-s3': 'configs/demo/retinanet_ghostnet-ghost-head-s3_shapes.py'},
 }
 COCO_SHAPE = (800, 1333)
 DEMO_SHAPE = (256, 256)
 LATENCY = {'retinanet-ghostnet-1.1x': (1333, 800), 'demo': (256, 256)}  # pair: JPEG (W, H)
-DEMO_MODELS = {'ghost-head': 'ghostnet-ghost-head', 'plain': 'ghostnet'}  # tools/demo.py --model
+DEMO_MODELS = {'ghost-head': 'ghostnet-ghost-head', 'ghost-head-s3': 'ghostnet-ghost-head-s3',
+               'plain': 'ghostnet'}  # tools/demo.py --model
 GOALS = dict(flops_ratio=0.6, latency_ratio=0.7, demo_map_drop=0.02)
 HEAD_CONVS = ('cls_convs', 'reg_convs', 'retina_cls', 'retina_reg')
+
+
+def ghost_kinds(pair):
+    """The Ghost twins of ``pair`` ('ghost', 'ghost-s3'), in TWINS' order."""
+    return [kind for kind in TWINS[pair] if kind != 'plain']
 
 
 def parse_args(argv=None):
@@ -149,12 +159,12 @@ def head_breakdown(config, shape):
 def run_flops(args):
     from tools import get_flops
     out = dict(stack=stack(), command='tools/get_flops.py CONFIG --shape H W (get_flops.measure)')
-    for pair, configs in PAIRS.items():
+    for pair, configs in TWINS.items():
         shapes = [COCO_SHAPE] + ([DEMO_SHAPE] if pair == 'demo' else [])
         rows = {}
         for shape in shapes:
             row = {}
-            for kind, config in zip(('plain', 'ghost'), configs):
+            for kind, config in configs.items():
                 print(f'[flops] {pair} {kind} at {shape[0]}x{shape[1]}', flush=True)
                 m = get_flops.measure(osp.join(ROOT, config), shape=shape)
                 row[kind] = dict(config=config, input_shape=m['detector']['input_shape'],
@@ -163,8 +173,9 @@ def run_flops(args):
                                  backbone_flops_224=m['backbone']['flops'], backbone_params=m['backbone']['params'])
                 if 'retinanet' in config and shape == COCO_SHAPE:
                     row[kind]['head_convs'] = head_breakdown(osp.join(ROOT, config), shape)
-            row['ratio'] = round(row['ghost']['flops'] / row['plain']['flops'], 4)
-            row['params_ratio'] = round(row['ghost']['params'] / row['plain']['params'], 4)
+            for kind in ghost_kinds(pair):
+                row[kind]['ratio'] = round(row[kind]['flops'] / row['plain']['flops'], 4)
+                row[kind]['params_ratio'] = round(row[kind]['params'] / row['plain']['params'], 4)
             rows[f'{shape[0]}x{shape[1]}'] = row
         out[pair] = rows
     return out
@@ -245,7 +256,7 @@ def run_latency(args):
                weights='random (init_weights), untrained', detectors={})
     for pair, size in LATENCY.items():
         cases, single, exports = {}, {}, {}
-        for kind, config in zip(('plain', 'ghost'), PAIRS[pair]):
+        for kind, config in TWINS[pair].items():
             print(f'[latency] {pair} {kind}: preparing{" and exporting" if ort else ""}', flush=True)
             p = prepare(osp.join(ROOT, config), osp.join(args.work_dir, 'latency', pair, kind), size, ort)
             cases[f'eager/{kind}'] = single[f'eager/{kind}'] = (
@@ -268,12 +279,14 @@ def run_latency(args):
         row = dict(image=f'{size[0]}x{size[1]} JPEG', modes=modes, others_cpu_share=others, cpu_1_thread=cpu,
                    exports=exports)
         for runtime in ('eager', 'ort-fp32'):
-            if f'{runtime}/plain' in modes:
-                plain, ghost = modes[f'{runtime}/plain'], modes[f'{runtime}/ghost']
-                row[f'{runtime} ratio (medians)'] = round(ghost['median_ms'] / plain['median_ms'], 3)
-                row[f'{runtime} ratio (mins)'] = round(ghost['min_ms'] / plain['min_ms'], 3)
-                plain, ghost = cpu[f'{runtime}/plain'], cpu[f'{runtime}/ghost']
-                row[f'{runtime} ratio (1-thread CPU time, medians)'] = round(
+            if f'{runtime}/plain' not in modes:
+                continue
+            for kind in ghost_kinds(pair):
+                plain, ghost = modes[f'{runtime}/plain'], modes[f'{runtime}/{kind}']
+                row[f'{runtime}/{kind} ratio (medians)'] = round(ghost['median_ms'] / plain['median_ms'], 3)
+                row[f'{runtime}/{kind} ratio (mins)'] = round(ghost['min_ms'] / plain['min_ms'], 3)
+                plain, ghost = cpu[f'{runtime}/plain'], cpu[f'{runtime}/{kind}']
+                row[f'{runtime}/{kind} ratio (1-thread CPU time, medians)'] = round(
                     ghost['median_cpu_ms'] / plain['median_cpu_ms'], 3)
         out['detectors'][pair] = row
     return out
@@ -301,77 +314,86 @@ def run_demo(name, args):
 # ------------------------------------------------------------------------------------------------------ goals/print
 def goals(results):
     out = {}
-    flops = results.get('flops', {}).get('retinanet-ghostnet-1.1x', {}).get('800x1333')
-    if flops:
-        out['flops <= 0.6x (RetinaNet-GhostNet-1.1x, 800x1333)'] = dict(value=flops['ratio'],
-                                                                        met=flops['ratio'] <= GOALS['flops_ratio'])
+    pair = 'retinanet-ghostnet-1.1x'
+    flops = results.get('flops', {}).get(pair, {}).get('800x1333')
+    for kind in ghost_kinds(pair):
+        if flops and kind in flops:
+            ratio = flops[kind]['ratio']
+            out[f'{kind}: flops <= 0.6x (RetinaNet-GhostNet-1.1x, 800x1333)'] = dict(
+                value=ratio, met=ratio <= GOALS['flops_ratio'])
     for torch_version, run in sorted(results.get('latency', {}).items()):
-        row = run['detectors'].get('retinanet-ghostnet-1.1x', {})
-        for runtime in ('eager', 'ort-fp32'):
-            if f'{runtime} ratio (medians)' in row:
-                value = row[f'{runtime} ratio (medians)']
-                out[f'{runtime} latency <= 0.7x (RetinaNet-GhostNet-1.1x, 1333x800, {torch_version})'] = dict(
-                    value=value, min_ratio=row[f'{runtime} ratio (mins)'], met=value <= GOALS['latency_ratio'],
-                    others_cpu_share=row['others_cpu_share'])
-            key = f'{runtime} ratio (1-thread CPU time, medians)'
-            if key in row:
-                value = row[key]
-                out[f'{runtime} 1-thread CPU time <= 0.7x (RetinaNet-GhostNet-1.1x, 1333x800, {torch_version})'] = (
-                    dict(value=value, met=value <= GOALS['latency_ratio']))
+        row = run['detectors'].get(pair, {})
+        for kind in ghost_kinds(pair):
+            for runtime in ('eager', 'ort-fp32'):
+                if f'{runtime}/{kind} ratio (medians)' in row:
+                    value = row[f'{runtime}/{kind} ratio (medians)']
+                    out[f'{kind}: {runtime} latency <= 0.7x (RetinaNet-GhostNet-1.1x, 1333x800, {torch_version})'] = (
+                        dict(value=value, min_ratio=row[f'{runtime}/{kind} ratio (mins)'],
+                             met=value <= GOALS['latency_ratio'], others_cpu_share=row['others_cpu_share']))
+                key = f'{runtime}/{kind} ratio (1-thread CPU time, medians)'
+                if key in row:
+                    value = row[key]
+                    out[f'{kind}: {runtime} 1-thread CPU time <= 0.7x (RetinaNet-GhostNet-1.1x, 1333x800, '
+                        f'{torch_version})'] = dict(value=value, met=value <= GOALS['latency_ratio'])
     demo = results.get('demo', {})
-    if 'ghost-head' in demo and 'plain' in demo:
-        drop = round(demo['plain']['bbox_mAP'] - demo['ghost-head']['bbox_mAP'], 4)
-        out['demo mAP within 0.02 (plain - Ghost head)'] = dict(value=drop, met=drop <= GOALS['demo_map_drop'])
+    for name in DEMO_MODELS:
+        if name != 'plain' and name in demo and 'plain' in demo:
+            drop = round(demo['plain']['bbox_mAP'] - demo[name]['bbox_mAP'], 4)
+            out[f'{name}: demo mAP within 0.02 (plain - Ghost head)'] = dict(value=drop,
+                                                                             met=drop <= GOALS['demo_map_drop'])
     return out
 
 
 def print_tables(results):
     flops = results.get('flops')
     if flops:
-        print('\n| detector | input | plain GFLOPs | Ghost GFLOPs | ratio | plain params | Ghost params |')
-        print('|---|---|---:|---:|---:|---:|---:|')
-        for pair in PAIRS:
+        print('\n| detector | input | twin | GFLOPs | ratio to plain | params | ratio to plain |')
+        print('|---|---|---|---:|---:|---:|---:|')
+        for pair in TWINS:
             for shape, row in flops.get(pair, {}).items():
-                p, g = row['plain'], row['ghost']
-                h, w = g['input_shape'][2:]
-                print(f'| {pair} | {h}x{w} | {p["flops"] / 1e9:.2f} | {g["flops"] / 1e9:.2f} | {row["ratio"]:.3f} | '
-                      f'{p["params"] / 1e6:.2f}M | {g["params"] / 1e6:.2f}M |')
-        print('\n| detector, 800x1344 | part | plain GFLOPs | Ghost GFLOPs | ratio |')
-        print('|---|---|---:|---:|---:|')
+                for kind in TWINS[pair]:
+                    if kind not in row:
+                        continue
+                    r = row[kind]
+                    h, w = r['input_shape'][2:]
+                    print(f'| {pair} | {h}x{w} | {kind} | {r["flops"] / 1e9:.2f} | {r.get("ratio", 1):.3f} | '
+                          f'{r["params"] / 1e6:.2f}M | {r.get("params_ratio", 1):.3f} |')
+        print('\n| detector, 800x1344 | part | ' + ' | '.join(f'{k} GFLOPs' for k in TWINS['retinanet-ghostnet-1.1x'])
+              + ' |')
+        print('|---|---|' + '---:|' * len(TWINS['retinanet-ghostnet-1.1x']))
         for pair in ('retinanet-ghostnet-1.1x', 'faster-rcnn-ghostnet-1.1x'):
             row = flops.get(pair, {}).get('800x1333')
             if not row:
                 continue
-            for part, value in row['plain']['parts'].items():
-                ghost = row['ghost']['parts'][part]
-                print(f'| {pair} | {part} | {value / 1e9:.2f} | {ghost / 1e9:.2f} | '
-                      f'{ghost / value if value else 1:.3f} |')
+            kinds = [k for k in TWINS[pair] if k in row]
+            for part in row['plain']['parts']:
+                print(f'| {pair} | {part} | ' + ' | '.join(f'{row[k]["parts"][part] / 1e9:.2f}' for k in kinds)
+                      + ' |')
             if 'head_convs' in row['plain']:
                 for name in HEAD_CONVS:
-                    value, ghost = row['plain']['head_convs'][name], row['ghost']['head_convs'][name]
-                    print(f'| {pair} | bbox_head.{name} | {value / 1e9:.2f} | {ghost / 1e9:.2f} | '
-                          f'{ghost / value:.3f} |')
+                    print(f'| {pair} | bbox_head.{name} | '
+                          + ' | '.join(f'{row[k]["head_convs"][name] / 1e9:.2f}' for k in kinds) + ' |')
     for torch_version, run in sorted(results.get('latency', {}).items()):
         s = run['stack']
         print(f'\nLatency, torch {s["torch"]}, {s["threads"]} threads, {run["repeats"]} runs after {run["warmup"]} '
               f'warm-up, load average {s["load_average"]} at start; median (min) ms, image file -> boxes')
-        print('| detector | image | mode | plain | Ghost | ratio of medians (mins) | others\' CPU share | '
-              'plain, 1-thread CPU ms | Ghost, 1-thread CPU ms | ratio |')
-        print('|---|---|---|---:|---:|---:|---:|---:|---:|---:|')
+        print('| detector | image | mode | twin | median (min) ms | ratio of medians (mins) | others\' CPU share | '
+              '1-thread CPU ms | ratio |')
+        print('|---|---|---|---|---:|---:|---:|---:|---:|')
         for pair, row in run['detectors'].items():
             for runtime in ('eager', 'ort-fp32'):
-                if f'{runtime}/plain' not in row['modes']:
-                    continue
-                p, g = row['modes'][f'{runtime}/plain'], row['modes'][f'{runtime}/ghost']
-                cells = ['', '', '']
-                if 'cpu_1_thread' in row:
-                    cp, cg = row['cpu_1_thread'][f'{runtime}/plain'], row['cpu_1_thread'][f'{runtime}/ghost']
-                    cells = [f'{cp["median_cpu_ms"]:.0f}', f'{cg["median_cpu_ms"]:.0f}',
-                             f'{row[f"{runtime} ratio (1-thread CPU time, medians)"]:.2f}']
-                print(f'| {pair} | {row["image"]} | {runtime} | {p["median_ms"]:.0f} ({p["min_ms"]:.0f}) | '
-                      f'{g["median_ms"]:.0f} ({g["min_ms"]:.0f}) | {row[f"{runtime} ratio (medians)"]:.2f} '
-                      f'({row[f"{runtime} ratio (mins)"]:.2f}) | {row["others_cpu_share"]} | ' + ' | '.join(cells)
-                      + ' |')
+                for kind in TWINS[pair]:
+                    mode = f'{runtime}/{kind}'
+                    if mode not in row['modes']:
+                        continue
+                    m = row['modes'][mode]
+                    ratio = ('1' if kind == 'plain' else f'{row[f"{mode} ratio (medians)"]:.2f} '
+                             f'({row[f"{mode} ratio (mins)"]:.2f})')
+                    cpu = row['cpu_1_thread'][mode]['median_cpu_ms']
+                    cpu_ratio = ('1' if kind == 'plain'
+                                 else f'{row[f"{mode} ratio (1-thread CPU time, medians)"]:.2f}')
+                    print(f'| {pair} | {row["image"]} | {runtime} | {kind} | {m["median_ms"]:.0f} ({m["min_ms"]:.0f}) '
+                          f'| {ratio} | {row["others_cpu_share"]} | {cpu:.0f} | {cpu_ratio} |')
     demo = results.get('demo')
     if demo:
         print('\n| demo detector | bbox mAP | mAP@0.5 | training s | load average at start |')
@@ -404,7 +426,8 @@ def main(argv=None):
         key = f'torch-{torch.__version__}'
         recorded = done.get('latency', {}).get(key)
         retinanet = (recorded or {}).get('detectors', {}).get('retinanet-ghostnet-1.1x', {})
-        complete = 'cpu_1_thread' in retinanet and (not _have_mmdeploy() or 'ort-fp32/plain' in retinanet['modes'])
+        complete = 'eager/ghost-s3' in retinanet.get('modes', {}) and (
+            not _have_mmdeploy() or 'ort-fp32/plain' in retinanet['modes'])
         if complete and not args.force:
             print(f'[latency] recorded already for {key} (--force redoes it)')
         else:

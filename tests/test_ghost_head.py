@@ -15,12 +15,16 @@ from mmengine.config import Config
 from mmghost.engine import build_detector
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-GHOST_CONV = dict(type='GhostConv', ratio=2, dw_size=3)
-TWINS = {  # Ghost-head config: (its plain config, the head's key in model)
-    'configs/ghost_head/retinanet_ghostnet_fpn_ghost-head.py': ('configs/retinanet_ghostnet_fpn.py', 'bbox_head'),
-    'configs/ghost_head/faster-rcnn_ghostnet_fpn_ghost-head.py': ('configs/faster_rcnn_ghostnet_fpn.py', 'rpn_head'),
+TWINS = {  # Ghost-head config: (its plain config, the head's key in model, the Ghost module's ratio s)
+    'configs/ghost_head/retinanet_ghostnet_fpn_ghost-head.py': ('configs/retinanet_ghostnet_fpn.py', 'bbox_head', 2),
+    'configs/ghost_head/retinanet_ghostnet_fpn_ghost-head-s3.py': ('configs/retinanet_ghostnet_fpn.py', 'bbox_head',
+                                                                   3),
+    'configs/ghost_head/faster-rcnn_ghostnet_fpn_ghost-head.py': ('configs/faster_rcnn_ghostnet_fpn.py', 'rpn_head',
+                                                                  2),
     'configs/demo/retinanet_ghostnet-ghost-head_shapes.py': ('configs/demo/retinanet_ghostnet_shapes.py',
-                                                             'bbox_head'),
+                                                             'bbox_head', 2),
+    'configs/demo/retinanet_ghostnet-ghost-head-s3_shapes.py': ('configs/demo/retinanet_ghostnet_shapes.py',
+                                                                'bbox_head', 3),
 }
 
 
@@ -49,10 +53,11 @@ def _cfg(config):
 
 @pytest.mark.parametrize('config', list(TWINS))
 def test_ghost_head_config_changes_only_the_neck_and_head_convs(config):
-    plain_config, head = TWINS[config]
+    plain_config, head, ratio = TWINS[config]
     ghost, plain = _cfg(config).model.to_dict(), _cfg(plain_config).model.to_dict()
-    assert ghost['neck'].pop('conv_cfg') == GHOST_CONV
-    assert ghost[head].pop('conv_cfg') == GHOST_CONV
+    ghost_conv = dict(type='GhostConv', ratio=ratio, dw_size=3)
+    assert ghost['neck'].pop('conv_cfg') == ghost_conv
+    assert ghost[head].pop('conv_cfg') == ghost_conv
     if head == 'rpn_head':  # mmdet's RPNHead takes no conv_cfg: mmghost's subclass adds it
         assert ghost[head]['type'] == 'GhostRPNHead' and plain[head]['type'] == 'RPNHead'
         ghost[head]['type'] = 'RPNHead'
@@ -67,9 +72,11 @@ def test_neck_and_head_convs_are_ghost_convs_and_output_convs_dense(config):
     assert not dense, 'every FPN conv is a GhostConv'
     assert len(ghosts) == len(neck.lateral_convs) + len(neck.fpn_convs)
     assert all(c.conv is g for c, g in zip(list(neck.lateral_convs) + list(neck.fpn_convs), ghosts))
-    _, head = TWINS[config]
+    _, head, ratio = TWINS[config]
+    assert all(g.ratio == ratio for g in ghosts)
     head = getattr(model, head)
     ghosts, dense = _convs(head)
+    assert all(g.ratio == ratio for g in ghosts)
     if head.__class__.__name__ == 'RetinaHead':
         assert len(ghosts) == 2 * head.stacked_convs
         assert sorted(dense, key=id) == sorted([head.retina_cls, head.retina_reg], key=id)
@@ -135,6 +142,18 @@ def test_ghost_retinanet_head_stacked_convs_cost_half_the_flops():
     assert ghost_stacked == pixels * 8 * (128 * 256 * 9 + 128 * 9)
     assert ghost_stacked / plain_stacked == pytest.approx(0.5 + 1 / 512)
     assert ghost_out == plain_out  # retina_cls and retina_reg stay dense
+
+
+def test_ghost_retinanet_head_s3_stacked_convs_cost_a_third_of_the_flops():
+    """s=3, d=3 on a 256 -> 256 3x3 conv (the official GhostModule's channel counts): a 256 -> ceil(256/3) = 86
+    primary 3x3 conv and a 3x3 depthwise conv making (3 - 1) * 86 = 172 ghost maps (170 of them kept)."""
+    sizes = [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+    plain_stacked, plain_out = _head_conv_flops('configs/retinanet_ghostnet_fpn.py', sizes)
+    ghost_stacked, ghost_out = _head_conv_flops('configs/ghost_head/retinanet_ghostnet_fpn_ghost-head-s3.py', sizes)
+    pixels = sum(h * w for h, w in sizes)
+    assert ghost_stacked == pixels * 8 * (86 * 256 * 9 + 172 * 9)
+    assert ghost_stacked / plain_stacked < 0.34
+    assert ghost_out == plain_out
 
 
 def test_ghost_head_detector_flops_below_plain_at_small_input():
