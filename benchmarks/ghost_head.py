@@ -426,8 +426,10 @@ def main(argv=None):
         key = f'torch-{torch.__version__}'
         recorded = done.get('latency', {}).get(key)
         retinanet = (recorded or {}).get('detectors', {}).get('retinanet-ghostnet-1.1x', {})
-        complete = 'eager/ghost-s3' in retinanet.get('modes', {}) and (
-            not _have_mmdeploy() or 'ort-fp32/plain' in retinanet['modes'])
+        modes = retinanet.get('modes', {})
+        runtimes = ('eager', 'ort-fp32') if _have_mmdeploy() else ('eager', )
+        complete = all(f'{runtime}/{kind}' in modes for runtime in runtimes
+                       for kind in TWINS['retinanet-ghostnet-1.1x'])
         if complete and not args.force:
             print(f'[latency] recorded already for {key} (--force redoes it)')
         else:
