@@ -112,6 +112,10 @@ def parse_args(argv=None):
     parser.add_argument('--sections', nargs='+', default=['backbones', 'activation_memory', 'training', 'compile'],
                         choices=['backbones', 'activation_memory', 'training', 'compile'])
     parser.add_argument('--families', nargs='+', default=[f[0] for f in FAMILY], choices=[f[0] for f in FAMILY])
+    steps = [f'{section}:{name}' if name else section for section, name in PLAN]
+    parser.add_argument('--skip', nargs='+', default=[], choices=steps, metavar='STEP',
+                        help='steps of the plan not to run, recorded as skipped (SECTION:FAMILY, or training): '
+                        + ', '.join(steps))
     args = parser.parse_args(argv)
     full = dict(device='cuda', size=[800, 1344], batch=8, train_batch=16, iters=10, repeats=5, warmup=3,
                 train_steps=6, compile_backend='inductor')
@@ -606,7 +610,12 @@ def main(argv=None):
     for section, name in PLAN:
         # compile needs the eager step's models, which run whenever compile is asked for.
         wanted = section in args.sections or (section == 'backbones' and 'compile' in args.sections)
-        if wanted and (name is None or name in args.families):
+        if not wanted or (name is not None and name not in args.families):
+            continue
+        step = f'{section}:{name}' if name else section
+        if step in args.skip:
+            report.skip(step, 'asked (--skip)')
+        else:
             steps[section](name)
     data['goals'] = evaluate_goals(data)
     data['elapsed_s'] = clock.elapsed()

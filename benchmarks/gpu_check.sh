@@ -26,8 +26,9 @@
 # each stage gets a `timeout` from the time left, and a stage that cannot fit is skipped and says so.
 #
 # Environment: PYTHON (default python3; with --dry-run .venv/bin/python when it exists), OUT (results folder;
-# default work_dirs/gpu_check), GPU_CHECK_BUDGET_S, MAX_JOBS, CUDA_HOME (default /usr/local/cuda),
-# SITE (install target, default /tmp/mmghost_site).
+# default work_dirs/gpu_check), GPU_CHECK_BUDGET_S, GPU_BENCHMARK_ARGS (more arguments for gpu_benchmark.py,
+# e.g. '--skip compile:GhostNetV3'), MAX_JOBS, CUDA_HOME (default /usr/local/cuda), SITE (install target,
+# default /tmp/mmghost_site).
 # Outputs in $OUT: gpu_check.json (stages + test counts + goals), gpu_check.log (everything printed),
 # gpu_benchmark.json, cuda_tests.xml, mmcv_build.log, and the built mmcv wheel when small enough.
 set -uo pipefail
@@ -342,6 +343,8 @@ else
   slack=20; [[ $MODE == dry-run ]] && slack=60
   bench_args=(--out "$OUT/gpu_benchmark.json" --budget-s $(( limit - slack )))
   [[ $MODE == dry-run ]] && bench_args+=(--dry-run)
+  # shellcheck disable=SC2206  # word-split on purpose: extra benchmark arguments, e.g. '--skip compile:GhostNetV3'
+  [[ -n ${GPU_BENCHMARK_ARGS:-} ]] && bench_args+=($GPU_BENCHMARK_ARGS)
   log "python benchmarks/gpu_benchmark.py ${bench_args[*]} (limit ${limit} s)"
   timeout "$limit" "$PY" benchmarks/gpu_benchmark.py "${bench_args[@]}"
   rc=$?

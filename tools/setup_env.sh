@@ -26,7 +26,8 @@
 # from pyenv on the project's machines.
 #
 # Environment: PYTHON311 / PYTHON310 (interpreters for new venvs; default python3.11 / python3.10),
-# MAX_JOBS (parallel compile jobs for mmcv, default: number of cores), MMGHOST_WHEEL_CACHE.
+# MAX_JOBS (parallel compile jobs for mmcv, default: number of cores), MMGHOST_WHEEL_CACHE, MMGHOST_SETUP_SERIAL
+# (set: one stack after the other instead of two chains side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -147,10 +148,8 @@ setup_runtime() {
   log "environment $venv is ready ($(( SECONDS - start )) s)"
 }
 
-stacks=("$@")
-[[ ${#stacks[@]} -eq 0 || "${stacks[0]}" == all ]] && stacks=(torch213 torch21 deploy)
-for stack in "${stacks[@]}"; do
-  case "$stack" in
+setup_one() {
+  case "$1" in
     torch213) setup_stack torch213 "$PYTHON311" .venv requirements/constraints.txt 'torch==2.13.0' '' ;;
     torch21) setup_stack torch21 "$PYTHON310" .venv-torch21 requirements/constraints-torch21.txt \
                'torch==2.1.2 torchvision==0.16.2' requirements/torch21.txt ;;
@@ -158,6 +157,31 @@ for stack in "${stacks[@]}"; do
     deploy) setup_stack deploy "$PYTHON310" .venv-deploy requirements/constraints-deploy.txt 'torch==2.1.2' requirements/deploy.txt
             setup_runtime .venv-runtime requirements/constraints-runtime.txt ;;
     runtime) setup_runtime .venv-runtime requirements/constraints-runtime.txt ;;
+  esac
+}
+
+stacks=("$@")
+[[ ${#stacks[@]} -eq 0 || "${stacks[0]}" == all ]] && stacks=(torch213 torch21 deploy)
+for stack in "${stacks[@]}"; do
+  case "$stack" in
+    torch213|torch21|deploy|runtime) ;;
     *) echo "usage: tools/setup_env.sh [all|torch213|torch21|deploy|runtime]..." >&2; exit 2 ;;
   esac
 done
+
+# Two independent chains side by side: .venv, and the torch 2.1 venvs in order (deploy reuses torch21's mmcv
+# wheel). On a fresh machine each spends minutes downloading and installing while the other compiles mmcv, so
+# the whole setup takes about the compile time of both instead of the sum of everything (MMGHOST_SETUP_SERIAL=1:
+# one after the other, as named). Each chain runs under `set -e` in its own background subshell; a chain that
+# fails stops there, the other finishes, and the script exits 1. Log lines carry their stack's name.
+chain_a=() chain_b=()
+for stack in "${stacks[@]}"; do
+  if [[ $stack == torch213 && -z ${MMGHOST_SETUP_SERIAL:-} ]]; then chain_a+=("$stack"); else chain_b+=("$stack"); fi
+done
+pids=()
+if (( ${#chain_a[@]} )); then ( for stack in "${chain_a[@]}"; do setup_one "$stack"; done ) & pids+=($!); fi
+if (( ${#chain_b[@]} )); then ( for stack in "${chain_b[@]}"; do setup_one "$stack"; done ) & pids+=($!); fi
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+(( status == 0 )) || echo "tools/setup_env.sh: a stack failed to set up (its [setup ...] lines above say which)" >&2
+exit $status
