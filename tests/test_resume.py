@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.ports import free_port
 from mmghost.engine import AtomicCheckpointHook, MMGhostRunner, find_resumable_checkpoint, load_checkpoint_file
 from mmghost.engine import checkpoint_io as cio
 from mmghost.utils import CheckpointError, safe_torch_load
@@ -510,13 +511,6 @@ def test_crash_resume_benchmark_kills_resume_and_finish_through_tools_train(tmp_
 
 
 # --------------------------------------------------------------------------------------- distributed resume
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ranks_that_see_different_checkpoints_resume_from_the_one_rank_0_chose(tmp_path):
     """torchrun, 2 CPU processes (gloo), each with its own view of the checkpoints: rank 1 also sees a newer
@@ -531,7 +525,7 @@ def test_ranks_that_see_different_checkpoints_resume_from_the_one_rank_0_chose(t
             (view / f'iter_{step}.pth').symlink_to(source / f'iter_{step}.pth')
         (view / 'last_checkpoint').write_text(str(view / f'iter_{steps[-1]}.pth'))
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
-                           str(_free_port()), TOY_TRAINING, str(tmp_path / 'rank{rank}'), '--resume',
+                           str(free_port()), TOY_TRAINING, str(tmp_path / 'rank{rank}'), '--resume',
                            '--launcher', 'pytorch', '--stop-after-resume'],
                           cwd=ROOT, env=_child_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from fixtures.ports import free_port
 from fixtures.tiny_config import tiny_config_text
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -108,7 +109,7 @@ def test_infer_writes_png_and_json(tiny):
 
 def test_distributed_two_processes_on_cpu(tiny):
     work_dir = osp.join(tiny['base'], 'dist')
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     proc = subprocess.run(['bash', 'tools/dist_train.sh', tiny['config'], '2', '--work-dir', work_dir,
                            '--cfg-options', 'train_cfg.max_epochs=1'], cwd=ROOT, capture_output=True,
                           text=True, timeout=600, env=env)

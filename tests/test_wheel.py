@@ -8,6 +8,8 @@ only, so the stack's own ``__editable__.mmghost*.pth`` (the import hook of its e
 wheel's mmghost is the one imported; the test checks that, and that the stack's site-packages is unchanged.
 The wheel is built with the stack's setuptools (``--no-build-isolation``: no download).
 """
+import contextlib
+import fcntl
 import glob
 import importlib.util
 import json
@@ -54,6 +56,16 @@ def assert_trained_one_step(work_dir):
     assert len(losses) == 1 and losses[0] == losses[0] and losses[0] > 0  # one finite, positive loss
 
 
+@contextlib.contextmanager
+def build_lock():
+    """setuptools builds in the checkout (build/, mmghost.egg-info): one build at a time when the two stacks'
+    suites run side by side (tools/run_tests.sh)."""
+    os.makedirs(osp.join(ROOT, 'build'), exist_ok=True)
+    with open(osp.join(ROOT, 'build', '.test-build.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def site_packages(python):
     return run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], cwd='/').strip()
 
@@ -64,8 +76,9 @@ def wheel(tmp_path_factory):
     from mmghost.configs import list_configs  # conftest puts the checkout first on sys.path
     configs = list_configs()
     out = tmp_path_factory.mktemp('wheel')
-    run([sys.executable, '-m', 'pip', 'wheel', '.', '--no-deps', '--no-build-isolation', '--disable-pip-version-check',
-         '-q', '-w', str(out)], cwd=ROOT)
+    with build_lock():
+        run([sys.executable, '-m', 'pip', 'wheel', '.', '--no-deps', '--no-build-isolation',
+             '--disable-pip-version-check', '-q', '-w', str(out)], cwd=ROOT)
     wheels = glob.glob(str(out / 'mmghost-*.whl'))
     assert len(wheels) == 1, wheels
     return dict(path=wheels[0], configs=configs)
@@ -107,8 +120,9 @@ def test_wheel_carries_configs_model_index_and_licence(wheel):
 
 
 def test_sdist_carries_configs_as_mim(tmp_path):
-    run([sys.executable, '-c', f'from setuptools import build_meta; build_meta.build_sdist({str(tmp_path)!r})'],
-        cwd=ROOT)
+    with build_lock():
+        run([sys.executable, '-c', f'from setuptools import build_meta; build_meta.build_sdist({str(tmp_path)!r})'],
+            cwd=ROOT)
     import tarfile
     with tarfile.open(glob.glob(str(tmp_path / 'mmghost-*.tar.gz'))[0]) as t:
         names = {n.split('/', 1)[1] for n in t.getnames() if '/' in n}
