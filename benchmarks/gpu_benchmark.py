@@ -94,6 +94,11 @@ PLAN = [('backbones', 'GhostNet'), ('compile', 'GhostNet'), ('activation_memory'
         ('activation_memory', 'GhostNetV3'), ('compile', 'GhostNetV2'), ('compile', 'GhostNetV3')]
 
 
+def step_name(section, family):
+    """A step of PLAN as ``--skip`` names it: SECTION:FAMILY, or the section alone (training)."""
+    return f'{section}:{family}' if family else section
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', required=True, help='JSON file, rewritten after every case')
@@ -112,7 +117,7 @@ def parse_args(argv=None):
     parser.add_argument('--sections', nargs='+', default=['backbones', 'activation_memory', 'training', 'compile'],
                         choices=['backbones', 'activation_memory', 'training', 'compile'])
     parser.add_argument('--families', nargs='+', default=[f[0] for f in FAMILY], choices=[f[0] for f in FAMILY])
-    steps = [f'{section}:{name}' if name else section for section, name in PLAN]
+    steps = [step_name(section, name) for section, name in PLAN]
     parser.add_argument('--skip', nargs='+', default=[], choices=steps, metavar='STEP',
                         help='steps of the plan not to run, recorded as skipped (SECTION:FAMILY, or training): '
                         + ', '.join(steps))
@@ -612,7 +617,7 @@ def main(argv=None):
         wanted = section in args.sections or (section == 'backbones' and 'compile' in args.sections)
         if not wanted or (name is not None and name not in args.families):
             continue
-        step = f'{section}:{name}' if name else section
+        step = step_name(section, name)
         if step in args.skip:
             report.skip(step, 'asked (--skip)')
         else:

@@ -52,14 +52,16 @@ for stack in "${stacks[@]}"; do
 done
 prefix=no
 (( ${#chain_a[@]} && ${#chain_b[@]} )) && prefix=yes
+# run_chain STACK...: each stack of a chain runs even when one before it fails (the summary lists each).
+run_chain() {
+  local stack status=0
+  for stack in "$@"; do run_stack "$stack" "$prefix" "${pytest_args[@]}" || status=1; done
+  return $status
+}
+pytest_args=("$@")
 pids=()
-# A chain runs every stack of its own even when one fails (the summary lists each).
-for chain in a b; do
-  declare -n members="chain_$chain"
-  (( ${#members[@]} )) || continue
-  ( status=0; for stack in "${members[@]}"; do run_stack "$stack" "$prefix" "$@" || status=1; done; exit $status ) &
-  pids+=($!)
-done
+if (( ${#chain_a[@]} )); then run_chain "${chain_a[@]}" & pids+=($!); fi
+if (( ${#chain_b[@]} )); then run_chain "${chain_b[@]}" & pids+=($!); fi
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for stack in "${stacks[@]}"; do

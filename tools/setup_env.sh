@@ -171,10 +171,10 @@ for stack in "${stacks[@]}"; do
 done
 
 # Two independent chains side by side: .venv, and the torch 2.1 venvs in order (deploy reuses torch21's mmcv
-# wheel). On a fresh machine one chain downloads and installs while the other compiles mmcv, and the chain that
-# finishes its compile first goes on to the deploy venvs while the other still compiles (MMGHOST_SETUP_SERIAL=1:
-# one after the other, as named). Each mmcv build then gets half the cores: two full-width builds at once were
-# 21% slower on 2 cores than one after the other (993 s against 453 + 365 s, cold, measured). Each chain runs
+# wheel). On a fresh machine one chain downloads and installs while the other compiles mmcv, and the torch 2.1
+# chain, whose compile is the shorter, sets up the deploy venvs while .venv still compiles
+# (MMGHOST_SETUP_SERIAL=1: one after the other, as named). Each mmcv build then gets half the cores: two full-width
+# builds at once took 993 s on 2 cores, against 453 + 365 s one after the other (two cold runs, measured). Each chain runs
 # under `set -e` in its own background subshell; a chain that fails stops there, the other finishes, and the
 # script exits 1. Log lines carry their stack's name.
 chain_a=() chain_b=()
