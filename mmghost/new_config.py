@@ -190,8 +190,16 @@ def _py(value, indent: int = 0) -> str:
         inner = ', '.join(_py(v, indent) for v in value)
         if isinstance(value, tuple):
             return f'({inner}{"," if len(value) == 1 else ""})'
+        if len(inner) + indent > 96 and all(isinstance(v, (list, tuple)) for v in value):
+            return '[\n' + ',\n'.join(pad + _py(v, indent + 4) for v in value) + '\n' + ' ' * indent + ']'
         return f'[{inner}]'
     return repr(value)
+
+
+def _comment(text: str, width: int = 116) -> List[str]:
+    """``text`` as ``# ...`` lines of at most ``width`` characters."""
+    import textwrap
+    return ['# ' + line for line in textwrap.wrap(text, width - 2)]
 
 
 def _folder(path: str) -> str:
@@ -233,20 +241,31 @@ def dataset_config_text(name: str, train: Tuple[str, str], val: Tuple[str, str],
     model: dict = {}
     for path in num_classes_paths(cfg.model):
         model = _merge(model, _nested(path, len(classes), _to_plain(cfg.model)))
-    size_note = 'the sizes of the base config'
+    model_notes = ['every head classifies into them']
     train_pipeline = _to_plain(_train_dataset(cfg).pipeline)
     test_pipeline = _to_plain(cfg.val_dataloader.dataset.pipeline)
+    size_note = "the base config's sizes"
     if image_size is not None:
         old = base_image_size(cfg)
         factor = image_size / old
         train_pipeline, test_pipeline = scale_pipeline(train_pipeline, factor), scale_pipeline(test_pipeline, factor)
+        size_note = f"the base config's sizes x {image_size}/{old} (--image-size {image_size})"
         anchors = anchor_changes(_to_plain(cfg.model), image_size, old)
         if anchors:
             model = _merge(model, dict(bbox_head=dict(anchor_generator=anchors)))
-        size_note = (f'every size of the base config x {image_size}/{old}'
-                     + (' (anchor sizes too: they are in pixels)' if anchors else ''))
+            model_notes.append(f'the anchors, in pixels, x {image_size}/{old} (SSD: strides for its maps at '
+                               f'{image_size})' if 'strides' in anchors else
+                               f'the anchors, in pixels, x {image_size}/{old}')
+    checkpoints = [v for _, v in _find(_to_plain(cfg.model.get('backbone', {})), 'checkpoint')]
     if weights:
         model = _merge(model, dict(backbone=_weights_init(_to_plain(cfg.model.backbone), weights)))
+        model_notes.append(f'the backbone starts from {weights}')
+    elif checkpoints:
+        model_notes.append(f'the backbone starts from {checkpoints[0]}, as in the base config (README "Weights": '
+                           'where to get it; --weights FILE for another)')
+    else:
+        model_notes.append('the backbone starts from scratch, as in the base config (--weights FILE: from ImageNet '
+                           'weights)')
 
     base_batch = cfg.train_dataloader.batch_size
     batch = base_batch if batch is None else batch
@@ -273,8 +292,7 @@ def dataset_config_text(name: str, train: Tuple[str, str], val: Tuple[str, str],
         f'# Your classes: the categories of {osp.abspath(train[0])}, in its order.',
         f'classes = {_py(classes)}',
         '',
-        '# Every head classifies into them' + (f'; {size_note}' if image_size else '') + (
-            '; the backbone starts from your weights file' if weights else '') + '.',
+        *_comment('; '.join(model_notes)[0].upper() + '; '.join(model_notes)[1:] + '.'),
         f'model = {_py(model)}',
         '',
         f'# Pipelines: {size_note}.',
@@ -289,11 +307,11 @@ def dataset_config_text(name: str, train: Tuple[str, str], val: Tuple[str, str],
         f'val_evaluator = dict(ann_file={osp.abspath(val[0])!r})',
         'test_evaluator = val_evaluator',
         '',
-        f'# Learning rate: the base config\'s {base_lr:g} is for {scale_from} images per step; for {gpus} GPU(s) x '
-        f'{batch} images = {total}',
-        f'# it is {base_lr:g} x {total} / {scale_from} = {lr:.6g} (linear scaling). auto_scale_lr rescales it from '
-        f'{total} if you train',
-        '# with another number of GPUs or --cfg-options train_dataloader.batch_size=... (any tool, no flag needed).',
+        *_comment(f"Learning rate: the base config's {base_lr:g} is for {scale_from} images per step; for {gpus} "
+                  f"GPU{'s' if gpus > 1 else ''} x {batch} images = {total} it is {base_lr:g} x {total} / {scale_from} "
+                  f'= {lr:.6g} (linear scaling). auto_scale_lr scales it again from {total} images if you train with '
+                  'another number of GPUs or images per GPU (any tool, no flag needed; '
+                  '--cfg-options auto_scale_lr.enable=False turns that off).'),
         f'optim_wrapper = dict(optimizer=dict(lr={lr:.6g}))',
         f'auto_scale_lr = dict(enable=True, base_batch_size={total})',
         '',
@@ -302,11 +320,4 @@ def dataset_config_text(name: str, train: Tuple[str, str], val: Tuple[str, str],
         '# validation files with different categories are warned about.',
         "default_hooks = dict(class_checks=dict(type='ClassChecksHook'))",
     ]
-    if weights is None:
-        lines += ['', '# Backbone weights: the base config\'s file (docs/custom_dataset.md says where to get it), or '
-                  '--weights FILE.']
-        inits = [v for p, v in _find(_to_plain(cfg.model.get('backbone', {})), 'checkpoint')]
-        if inits:
-            lines[-1] = f'# Backbone weights: the base config reads {inits[0]} (docs/custom_dataset.md: where to ' \
-                        'get it); --weights FILE for another.'
     return '\n'.join(lines) + '\n'

@@ -49,7 +49,8 @@ def check_num_classes(model, classes, where: str) -> None:
     if wrong:
         heads = ', '.join(f'{name}.num_classes={n}' for name, n in wrong)
         shown = ', '.join(map(repr, classes[:5])) + (', ...' if len(classes) > 5 else '')
-        raise DataError(f'the model has {heads} but the {where} data has {len(classes)} classes ({shown}): set '
+        raise DataError(f'the model has {heads} but the {where} data has {len(classes)} '
+                        f'{"class" if len(classes) == 1 else "classes"} ({shown}): set '
                         f'model.{wrong[0][0]}.num_classes={len(classes)} (python -m mmghost.configs NAME --new ... '
                         'writes a config with every num_classes set from your annotation file)')
 
