@@ -301,6 +301,9 @@ def dataset_config_text(name: str, train: Tuple[str, str], val: Tuple[str, str],
         '',
         '# Your data. Absolute paths: the config runs from any folder. Bad images and boxes: one warning line each',
         '# (SafeCocoDataset, docs/robust_training.md).',
+        *(_comment(f"The base config's {cfg.train_dataloader.dataset.type} repeats the training images "
+                   f"{cfg.train_dataloader.dataset.get('times', '')} times per epoch: an epoch is that many passes "
+                   'over your images.') if wrapped else []),
         f'train_dataloader = {_py(train_loader)}',
         f'val_dataloader = {_py(val_loader)}',
         'test_dataloader = val_dataloader',

@@ -1,7 +1,7 @@
 """The config snippets of README.md and docs/*.md build as written.
 
-A config snippet is a ```python block that assigns ``_base_`` or ``model`` at its top level. One with a ``_base_`` is read as a
-config file of its own: ``mmdet::`` and ``mmghost::`` names as any of our tools reads them, and a path that ends in a
+A config snippet is a ```python block that assigns ``_base_`` or ``model`` at its top level. One with a ``_base_`` is
+read as a config file of its own: ``mmdet::`` and ``mmghost::`` names as any of our tools reads them, and a path that ends in a
 config of this repository (``/path/to/mmghost/configs/X.py``, ``../X.py`` from a folder of ``configs/``) as that
 config. One without a ``_base_`` is a fragment for a detection config: it is read on top of
 ``configs/retinanet_ghostnet-1.0x_fpn.py``. Each builds with mmdet's registry (``build_detector``).

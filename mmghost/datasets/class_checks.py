@@ -2,8 +2,8 @@
 
 mmdet trains a head of 80 classes on a dataset of 1 without a word, and evaluates it too (its ``NumClassCheckHook``
 is off unless a config names it, and it stops with an assertion that does not say which setting to change). This
-hook stops that before training (and before testing) in one line naming the setting, and warns, in one line, when the training and validation files
-do not list the same categories. The checks that need one annotation file only (categories of the file that are not
+hook stops that before training (and before testing) in one line naming the setting, and warns, in one line, when
+the training and validation files do not list the same categories. The checks that need one annotation file only (categories of the file that are not
 in ``classes``, ``classes`` with no annotation) are :class:`~mmghost.datasets.SafeCocoDataset`'s, made when the
 file is read. Opt-in, as every behaviour of mmghost; our configs and ``python -m mmghost.configs NAME --new`` turn it
 on::
