@@ -70,6 +70,18 @@ def num_classes_paths(model: dict) -> List[Tuple]:
     return [path for path, _ in _find(model, 'num_classes') if path[0] != 'rpn_head']
 
 
+def model_num_classes(model: dict, num_classes: int) -> dict:
+    """The change to a detector's config that sets every ``num_classes`` (:func:`num_classes_paths`) to
+    ``num_classes``; a list of heads on the way (Cascade R-CNN's) is written whole, as mmengine replaces lists."""
+    changed = _to_plain(model)  # every value set first, so that a list written whole has all of them
+    for path in num_classes_paths(changed):
+        _set(changed, path, num_classes)
+    override: dict = {}
+    for path in num_classes_paths(changed):
+        override = _merge(override, _nested(path, num_classes, changed))
+    return override
+
+
 def _train_dataset(cfg) -> dict:
     """The training dataset's config, inside a dataset wrapper (RepeatDataset) if there is one."""
     dataset = cfg.train_dataloader.dataset
@@ -136,6 +148,12 @@ def _nested(path: Tuple, value, tree: dict) -> dict:
             else value
         return {key: items}
     return {key: _nested(path[1:], value, child)}
+
+
+def _set(tree, path: Tuple, value) -> None:
+    for key in path[:-1]:
+        tree = tree[key]
+    tree[path[-1]] = value
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -238,9 +256,7 @@ def dataset_config_text(name: str, train: Tuple[str, str], val: Tuple[str, str],
     classes = read_classes(train[0])
     read_classes(val[0])  # a broken validation file stops here, not after the first epoch
 
-    model: dict = {}
-    for path in num_classes_paths(cfg.model):
-        model = _merge(model, _nested(path, len(classes), _to_plain(cfg.model)))
+    model = model_num_classes(_to_plain(cfg.model), len(classes))
     model_notes = ['every head classifies into them']
     train_pipeline = _to_plain(_train_dataset(cfg).pipeline)
     test_pipeline = _to_plain(cfg.val_dataloader.dataset.pipeline)

@@ -74,6 +74,15 @@ def test_generated_config_sets_classes_heads_data_and_learning_rate(name, tmp_pa
         assert [h for h, _ in heads] == ['roi_head.bbox_head'] and model.rpn_head.num_classes == 1
 
 
+def test_every_head_of_a_list_of_heads_is_set():
+    """Cascade R-CNN's three bbox heads are a list, which mmengine replaces whole: all three get the classes."""
+    from mmghost.new_config import model_num_classes
+    model = dict(rpn_head=dict(type='RPNHead'), roi_head=dict(
+        bbox_head=[dict(type='A', num_classes=80), dict(type='B', num_classes=80)], mask_head=dict(num_classes=80)))
+    assert model_num_classes(model, 2) == dict(roi_head=dict(
+        bbox_head=[dict(type='A', num_classes=2), dict(type='B', num_classes=2)], mask_head=dict(num_classes=2)))
+
+
 def test_image_size_scales_resize_of_a_coco_config(tmp_path):
     cfg, _, _ = generate(tmp_path, 'retinanet_ghostnet-1.0x_fpn.py', image_size=640)
     for pipeline in (_train_dataset(cfg).pipeline, cfg.val_dataloader.dataset.pipeline):
