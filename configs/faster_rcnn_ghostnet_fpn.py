@@ -22,7 +22,10 @@ custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_impo
 # data problems dataloader workers met. mmengine merges dicts, so `default_hooks = dict(checkpoint=dict(...))` in
 # a config based on this one keeps the hook types.
 runner_type = 'MMGhostRunner'
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'), data_problems=dict(type='DataProblemsHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    data_problems=dict(type='DataProblemsHook'),
+    class_checks=dict(type='ClassChecksHook'))  # heads' num_classes against the data's classes (docs/custom_dataset.md)
 
 model = dict(
     data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
@@ -40,7 +43,10 @@ model = dict(
     neck=dict(in_channels=[28, 44, 124, 176], num_outs=5))
 
 # SGD lr 0.02 for 16 images (8 GPUs x 2), steps at epochs 8 and 11, linear warmup: inherited from the base.
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+# auto_scale_lr on: the lr above is for base_batch_size images per step; the runner scales it linearly to
+# (GPUs x images per GPU) with any tool, mmdet's tools/train.py too, --auto-scale-lr or not.
+# --cfg-options auto_scale_lr.enable=False trains at the written lr.
+auto_scale_lr = dict(enable=True, base_batch_size=16)
 train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 test_dataloader = val_dataloader

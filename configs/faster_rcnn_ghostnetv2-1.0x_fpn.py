@@ -6,5 +6,5 @@ _base_ = './faster_rcnn_ghostnet_fpn.py'
 model = dict(
     backbone=dict(
         type='GhostNetV2', widen_factor=1.0,
-        init_cfg=dict(checkpoint='checkpoints/ghostnetv2_1.0x_imagenet.pth')),
+        init_cfg=dict(checkpoint='checkpoints/ck_ghostnetv2_10.pth.tar')),
     neck=dict(in_channels=[24, 40, 112, 160]))

@@ -17,7 +17,10 @@ custom_imports = dict(imports=['mmghost', 'mmghost.datasets', 'mmghost.models.ss
 # checkpoints atomically and deletes old ones only after the new one is on disk; DataProblemsHook reports the
 # data problems dataloader workers met.
 runner_type = 'MMGhostRunner'
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'), data_problems=dict(type='DataProblemsHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    data_problems=dict(type='DataProblemsHook'),
+    class_checks=dict(type='ClassChecksHook'))  # heads' num_classes against the data's classes (docs/custom_dataset.md)
 
 model = dict(
     data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
@@ -31,6 +34,10 @@ model = dict(
     neck=dict(in_channels=(112, 960), out_channels=(112, 960, 512, 256, 256, 128)),
     bbox_head=dict(type='SSDHeadCompat', in_channels=(112, 960, 512, 256, 256, 128)))
 
+# auto_scale_lr on: the recipe's lr is for base_batch_size = 8 GPUs x 24 images per step; the runner scales it
+# linearly to (GPUs x images per GPU) with any tool, mmdet's tools/train.py too, --auto-scale-lr or not.
+# --cfg-options auto_scale_lr.enable=False trains at the written lr.
+auto_scale_lr = dict(enable=True, base_batch_size=192)
 train_dataloader = dict(dataset=dict(dataset=dict(type='SafeCocoDataset')))  # inside the RepeatDataset
 val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 test_dataloader = val_dataloader

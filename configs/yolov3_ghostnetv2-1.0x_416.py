@@ -14,7 +14,10 @@ custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_impo
 # checkpoints atomically and deletes old ones only after the new one is on disk; DataProblemsHook reports the
 # data problems dataloader workers met.
 runner_type = 'MMGhostRunner'
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'), data_problems=dict(type='DataProblemsHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    data_problems=dict(type='DataProblemsHook'),
+    class_checks=dict(type='ClassChecksHook'))  # heads' num_classes against the data's classes (docs/custom_dataset.md)
 
 model = dict(
     data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
@@ -24,9 +27,13 @@ model = dict(
         widen_factor=1.0,
         out_indices=(2, 3, 4),  # strides 8, 16, 32
         # SafePretrained: mmengine's Pretrained, reading the file without running code from it (docs/weights.md).
-        init_cfg=dict(type='SafePretrained', checkpoint='checkpoints/ghostnetv2_1.0x_imagenet.pth')),
+        init_cfg=dict(type='SafePretrained', checkpoint='checkpoints/ck_ghostnetv2_10.pth.tar')),
     neck=dict(in_channels=[160, 112, 40]))  # deepest first
 
+# auto_scale_lr on: the recipe's lr is for base_batch_size = 8 GPUs x 24 images per step; the runner scales it
+# linearly to (GPUs x images per GPU) with any tool, mmdet's tools/train.py too, --auto-scale-lr or not.
+# --cfg-options auto_scale_lr.enable=False trains at the written lr.
+auto_scale_lr = dict(enable=True, base_batch_size=192)
 train_dataloader = dict(dataset=dict(dataset=dict(type='SafeCocoDataset')))  # inside the RepeatDataset
 val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 test_dataloader = val_dataloader

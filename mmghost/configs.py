@@ -8,6 +8,8 @@ on ``sys.path``) the repository's own ``configs/`` are used, so edits show at on
     python -m mmghost.configs NAME                 # print the path of a config, e.g. retinanet_ghostnet_fpn.py
     python -m mmghost.configs --list               # every config, by name
     python -m mmghost.configs NAME --new my.py     # write a config of your own on top of NAME
+    python -m mmghost.configs NAME --new my.py --train ANN.json IMG_DIR --val ANN.json IMG_DIR \
+        [--image-size N] [--gpus G --batch B] [--weights FILE]   # ... that trains on your COCO files
 
 NAME is a path under ``configs/`` (``demo/retinanet_ghostnet_shapes.py``); the ``.py`` may be left out, and so may
 the folder where the file name is unique (``retinanet_ghostnet_shapes``).
@@ -20,7 +22,9 @@ How a config of yours names one of ours as ``_base_``:
 * mmghost's tools (everything that loads a config through :func:`mmghost.engine.load_config`): also
   ``_base_ = 'mmghost::NAME'``, which :func:`resolve_base` turns into that path before mmengine reads the file.
 
-This module uses the standard library only (it does not import torch or mmengine itself); see docs/configs.md.
+This module uses the standard library only (it does not import torch or mmengine itself); a config for your data
+(``--train``) is written by :mod:`mmghost.new_config`, which reads the base config with mmengine. See
+docs/configs.md and docs/custom_dataset.md.
 """
 import argparse
 import ast
@@ -228,29 +232,60 @@ def _resolve_entries(entries: List[str], path: str, out_dir: str, done: Dict[str
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m mmghost.configs',
-        description="Print the path of one of mmghost's configs, for `_base_` in a config of your own.")
+        description="Print the path of one of mmghost's configs, for `_base_` in a config of your own; or write "
+        'such a config (--new), for your own COCO data (--train, --val).',
+        epilog='Pascal VOC XML: convert it to COCO first. VOC itself (20 classes): mmdet\'s '
+        'tools/dataset_converters/pascal_voc.py; XML files with classes of your own: tools/voc_to_coco.py of '
+        'mmghost. Walkthrough: docs/custom_dataset.md.')
     parser.add_argument('name', nargs='?', help='config name, e.g. retinanet_ghostnet_fpn.py or '
                         'demo/retinanet_ghostnet_shapes.py')
     parser.add_argument('--list', action='store_true', help='list the configs')
     parser.add_argument('--new', metavar='OUT.py', help="write a config of your own whose _base_ is NAME's path")
     parser.add_argument('--force', action='store_true', help='with --new: overwrite OUT.py if it exists')
+    data = parser.add_argument_group('your data (with --new)')
+    data.add_argument('--train', nargs=2, metavar=('ANN.json', 'IMG_DIR'),
+                      help='COCO annotation file and image folder to train on; the classes are its categories')
+    data.add_argument('--val', nargs=2, metavar=('ANN.json', 'IMG_DIR'),
+                      help='COCO annotation file and image folder to validate and test on')
+    data.add_argument('--image-size', type=int, metavar='N', help="longer side of the input; every size of the "
+                      "pipelines (and SSD/YOLO anchors) is scaled by N / the base's (1333 for the COCO configs)")
+    data.add_argument('--gpus', type=int, default=1, metavar='G', help='GPUs to train with (default 1)')
+    data.add_argument('--batch', type=int, metavar='B', help="images per GPU per step (default: the base's); the "
+                      'learning rate is set for G x B images')
+    data.add_argument('--weights', metavar='FILE', help="the backbone's ImageNet weights file (default: the "
+                      "base's, see docs/custom_dataset.md)")
     args = parser.parse_args(argv)
     if args.list:
         print('\n'.join(list_configs()))
         return 0
     if args.name is None:
         parser.error('give a config NAME, or --list')
+    if (args.train is None) != (args.val is None):
+        parser.error('give both --train and --val')
+    if args.train and not args.new:
+        parser.error('--train and --val need --new OUT.py')
+    data_options = [flag for flag, value in (('--image-size', args.image_size), ('--batch', args.batch),
+                                             ('--weights', args.weights)) if value is not None]
+    if data_options and not args.train:
+        parser.error(f'{", ".join(data_options)} need --train and --val')
     try:
         if args.new:
             if osp.exists(args.new) and not args.force:
                 parser.error(f'{args.new} exists (--force overwrites it)')
-            text = starter_config_text(args.name)
+            if args.train:
+                from mmghost.new_config import dataset_config_text
+                command = 'python -m mmghost.configs ' + ' '.join(sys.argv[1:] if argv is None else argv)
+                text = dataset_config_text(args.name, tuple(args.train), tuple(args.val),
+                                           image_size=args.image_size, gpus=args.gpus, batch=args.batch,
+                                           weights=args.weights, command=command)
+            else:
+                text = starter_config_text(args.name)
             with open(args.new, 'w', encoding='utf-8') as f:
                 f.write(text)
             print(osp.abspath(args.new))
         else:
             print(config_path(args.name))
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # DataError is a ValueError
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

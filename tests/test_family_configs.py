@@ -17,7 +17,7 @@ CONFIGS = {
     'configs/yolov3_ghostnetv2-1.0x_416.py': (416, 416),
     'configs/ssdlite_ghostnet-1.0x_320.py': (320, 320),
 }
-V2_WEIGHTS = 'checkpoints/ghostnetv2_1.0x_imagenet.pth'
+V2_WEIGHTS = 'checkpoints/ck_ghostnetv2_10.pth.tar'
 
 
 def _cfg(config):

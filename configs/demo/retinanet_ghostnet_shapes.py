@@ -87,9 +87,12 @@ param_scheduler = [
          convert_to_iter_based=True)
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
+# auto_scale_lr on: lr 2e-3 is for 8 images per step (1 process x batch_size); another batch or process count
+# scales it linearly.
+auto_scale_lr = dict(enable=True, base_batch_size=batch_size)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(type='AtomicCheckpointHook', interval=max_epochs, max_keep_ckpts=1),
-    data_problems=dict(type='DataProblemsHook'))
+    data_problems=dict(type='DataProblemsHook'),
+    class_checks=dict(type='ClassChecksHook'))
 log_processor = dict(window_size=10)

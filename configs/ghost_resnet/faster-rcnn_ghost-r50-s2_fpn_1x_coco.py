@@ -21,7 +21,10 @@ _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 # every config of ours: MMGhostRunner, AtomicCheckpointHook, DataProblemsHook (docs/robust_training.md).
 custom_imports = dict(imports=['mmghost', 'mmghost.datasets'], allow_failed_imports=False)
 runner_type = 'MMGhostRunner'
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'), data_problems=dict(type='DataProblemsHook'))
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    data_problems=dict(type='DataProblemsHook'),
+    class_checks=dict(type='ClassChecksHook'))  # heads' num_classes against the data's classes (docs/custom_dataset.md)
 model = dict(
     data_preprocessor=dict(type='CheckedDetDataPreprocessor'),
     backbone=dict(
@@ -45,7 +48,10 @@ model = dict(
                 prefix='backbone.')),
         plain_convs=('conv1', )))
 
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+# auto_scale_lr on: the lr above is for base_batch_size images per step; the runner scales it linearly to
+# (GPUs x images per GPU) with any tool, mmdet's tools/train.py too, --auto-scale-lr or not.
+# --cfg-options auto_scale_lr.enable=False trains at the written lr.
+auto_scale_lr = dict(enable=True, base_batch_size=16)
 train_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 val_dataloader = dict(dataset=dict(type='SafeCocoDataset'))
 test_dataloader = val_dataloader

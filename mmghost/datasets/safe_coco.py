@@ -21,8 +21,12 @@ box with zero/negative width/height,    skip the annotation, one warning line (a
 < 1 px, or not 4 finite numbers
 box entirely outside the image          skip the annotation, one warning line
 box partly outside the image            clip it to the image, one warning line
-unknown ``category_id`` (not among the  skip the annotation, one warning line (categories of the file that
-file's categories)                      are not in ``classes`` are dropped silently, as in mmdet)
+unknown ``category_id`` (not among the  skip the annotation, one warning line
+file's categories)
+categories of the file not in           their annotations are not used (as in mmdet); one warning line naming
+``classes``                             them with their annotation counts
+``classes`` with no annotation in a     one warning line naming them (the detector would never see one)
+training file
 images with no objects in the file      mmdet's rule (``filter_cfg.filter_empty_gt`` drops them from
                                         training, kept in test mode); one summary line with the count
 image whose every box was invalid       dropped from training whatever ``filter_empty_gt`` says (its objects
@@ -291,6 +295,8 @@ class SafeCocoDataset(CocoDataset):
             raise DataError(f'classes {unknown_classes} of the config are not categories of {self.ann_file} '
                             f'(its categories: {names[:20]}); fix metainfo.classes or the annotation file')
         self._known_cat_ids = {c['id'] for c in data['categories']}
+        self.file_classes = tuple(names)
+        self._report_class_coverage(data)
         try:
             data_list = self._parse_coco(ParsedCOCO(data))
         except DataError:
@@ -316,6 +322,26 @@ class SafeCocoDataset(CocoDataset):
         for path, problem in bad:
             self._problem('bad images', f'{path}: {problem}; image skipped', key=path)
         return kept
+
+    def _report_class_coverage(self, data: dict) -> None:
+        """One warning line for the file's categories outside ``classes`` (with their annotation counts) and, in
+        training, one for the ``classes`` that have no annotation in the file."""
+        counts = Counter(ann['category_id'] for ann in data['annotations'])
+        per_name = Counter()
+        for category in data['categories']:
+            per_name[category['name']] += counts.get(category['id'], 0)
+        classes = self.metainfo['classes']
+        unused = [name for name in per_name if name not in classes]
+        if unused:
+            listed = ', '.join(f'{name!r} ({per_name[name]} annotations)' for name in unused[:10])
+            more = f' and {len(unused) - 10} more' if len(unused) > 10 else ''
+            print_log(f'{type(self).__name__}: {len(unused)} categories of {self.ann_file} are not in classes, '
+                      f'their annotations are not used: {listed}{more}', logger='current', level=logging.WARNING)
+        empty = [name for name in classes if per_name[name] == 0]
+        if empty and not self.test_mode:
+            print_log(f'{type(self).__name__}: classes with no annotation in {self.ann_file}: '
+                      f'{", ".join(map(repr, empty))}; the detector cannot learn them from this file',
+                      logger='current', level=logging.WARNING)
 
     def _parse_coco(self, coco: COCO) -> List[dict]:
         """The body of mmdet 3.3's ``CocoDataset.load_data_list`` after it has built ``self.coco``."""
