@@ -258,8 +258,10 @@ class GhostConv(nn.Module):
         b2 = (cheap.bias.double() if cheap.bias is not None else torch.zeros_like(a_g)) * a_g + t_g
         residual_scale = new_scale / absorbed  # 1 where absorbed
         residual_shift = new_shift
-        if self.dw_size == 1 and bool((residual_scale == 1).all()):
+        if self.dw_size == 1 and not self.built_with_bias and bool((residual_scale == 1).all()):
             # No padding: the shift goes into the primary bias and the cheap conv subtracts what it then reads.
+            # (Only for a layer built without biases: the biases folding adds mark its weights as folded; one built
+            # with them keeps ``primary_shift``, the mark that its state dict is a folded one.)
             b1 = b1 + residual_shift
             b2 = b2 - w2.flatten() * residual_shift[source]
             residual_shift = None
@@ -280,22 +282,21 @@ class GhostConv(nn.Module):
         super().__setattr__(name, value)
 
     def _holds_folded_norm(self, state_dict: dict, prefix: str) -> bool:
-        """Whether ``state_dict`` holds a folded GhostConv at ``prefix``: the buffers only folding sets, or conv
-        biases in a layer built without them (a following norm's shift lives there after folding)."""
+        """Whether ``state_dict`` holds a folded GhostConv at ``prefix``: ``primary_shift``/``primary_scale``
+        (which folding a layer built with biases always leaves), or conv biases in a layer built without them (a
+        following norm's shift lives there after folding)."""
         return (any(prefix + key in state_dict for key in ('primary_scale', 'primary_shift'))
                 or (not self.built_with_bias and prefix + 'primary_conv.bias' in state_dict))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
         theirs = self._holds_folded_norm(state_dict, prefix)
-        mine = self.folded and (self.primary_scale is not None or self.primary_shift is not None
-                                or not self.built_with_bias)
         if theirs and not self.folded:
             raise CheckpointError(
                 f'GhostConv {prefix.rstrip(".") or "(root)"}: the weights are of a folded GhostConv (deploy mode, '
                 'its norm folded in), this layer is not folded: load the checkpoint of the model before deploy '
                 'mode, or put the model in deploy mode (mmghost.models.deploy_model) before loading')
-        if mine and not theirs:
+        if self.folded and not theirs:
             raise CheckpointError(
                 f'GhostConv {prefix.rstrip(".") or "(root)"}: this layer is folded (deploy mode) and the weights '
                 'are of an unfolded GhostConv: load them before deploy_model, then put the model in deploy mode')
