@@ -167,11 +167,13 @@ def test_ghost_resnet50_imagenet_checkpoint_initialises_the_detection_backbone(t
     torch.save(dict(state_dict=classifier.state_dict(), meta=dict(epoch=100)), checkpoint)
 
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
 
-    from mmghost.engine import build_detector
+    from mmdet.registry import MODELS
     cfg = Config.fromfile(osp.join(ROOT, 'configs/ghost_resnet/retinanet_ghost-r50-s2_fpn_1x_coco.py'))
     cfg.model.backbone.backbone.init_cfg.checkpoint = str(checkpoint)
-    detector = build_detector(cfg)
+    init_default_scope('mmdet')
+    detector = MODELS.build(cfg.model)  # as the runner builds it for training (build_detector drops init_cfg)
     detector.init_weights()
     expected = {k[len('backbone.'):]: v for k, v in classifier.state_dict().items() if k.startswith('backbone.')}
     loaded = detector.backbone.state_dict()
@@ -181,6 +183,31 @@ def test_ghost_resnet50_imagenet_checkpoint_initialises_the_detection_backbone(t
 
 
 # ---------------------------------------------------------------- PlainStem
+def test_plain_stem_honours_init_cfg_none_as_tools_set_it():
+    """``cfg.model.backbone.init_cfg = None`` (mmghost's and mmdet's tools, to build a model whose weights come from a
+    checkpoint) reaches the inner backbone; without ``init_cfg`` the backbone keeps its own. What PlainStem builds
+    is the inner backbone itself, as its docstring says."""
+    from mmdet.models.backbones import ResNet
+    from mmengine.config import Config
+
+    from mmghost.engine import build_detector
+    from mmghost.models.pretrained import reads_pretrained_weights
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/ghost_resnet/retinanet_ghost-r50-s2_fpn_1x_coco.py'))
+    assert not osp.exists(cfg.model.backbone.backbone.init_cfg.checkpoint)  # the ImageNet file is not here
+    detector = build_detector(cfg)  # sets model.backbone.init_cfg = None
+    # mmdet's ResNet gives itself its default Kaiming/Constant init_cfg when given None
+    assert type(detector.backbone) is ResNet and not reads_pretrained_weights(detector.backbone.init_cfg)
+    detector.init_weights()  # reads no file
+
+    from mmengine.registry import MODELS
+    inner = dict(type='CifarResNet', depth=20, conv_cfg=dict(type='GhostConv'),
+                 init_cfg=dict(type='SafePretrained', checkpoint='absent.pth'))
+    assert MODELS.build(dict(type='PlainStem', backbone=inner, init_cfg=None)).init_cfg is None
+    assert MODELS.build(dict(type='PlainStem', backbone=inner)).init_cfg == inner['init_cfg']
+    kaiming = dict(type='Kaiming', layer='Conv2d')
+    assert MODELS.build(dict(type='PlainStem', backbone=inner, init_cfg=kaiming)).init_cfg == kaiming
+
+
 def test_plain_stem_rebuilds_the_named_conv_with_the_same_geometry_and_nothing_else():
     from mmengine.registry import MODELS
     conv_cfg = dict(type='GhostConv', ratio=2, dw_size=3)
