@@ -290,6 +290,9 @@ class GhostConv(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
+        if prefix + 'primary_conv.weight' not in state_dict:  # not in this file: torch reports the missing keys
+            return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                                 unexpected_keys, error_msgs)
         theirs = self._holds_folded_norm(state_dict, prefix)
         if theirs and not self.folded:
             raise CheckpointError(
