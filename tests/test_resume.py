@@ -16,6 +16,7 @@ from fixtures.ports import free_port
 from mmghost.engine import AtomicCheckpointHook, MMGhostRunner, find_resumable_checkpoint, load_checkpoint_file
 from mmghost.engine import checkpoint_io as cio
 from mmghost.utils import CheckpointError, safe_torch_load
+from mmghost.utils.safe_load import allowed_globals
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_TRAINING = osp.join(ROOT, 'tests', 'fixtures', 'toy_training.py')
@@ -65,7 +66,7 @@ def test_training_checkpoint_loads_where_torch_weights_only_refuses_it(training_
                     reason=f'torch {torch.__version__} has no get_unsafe_globals_in_checkpoint (added in 2.5)')
 def test_allow_list_covers_what_a_training_checkpoint_needs(training_checkpoint):
     needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(training_checkpoint)))
-    assert needed <= set(cio.allowed_globals()), needed - set(cio.allowed_globals())
+    assert needed <= set(allowed_globals()), needed - set(allowed_globals())
     assert 'builtins.getattr' in needed  # HistoryBuffer's statistics methods
 
 
