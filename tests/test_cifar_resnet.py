@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 import mmghost  # noqa: F401  registers CifarResNet and GhostConv
+from fixtures.param_formulas import cifar_resnet_params
 from mmghost.models import CifarResNet, GhostConv, deploy_model, fuse_ghost_conv_norm
 
 GHOST = dict(type='GhostConv', ratio=2, dw_size=3)
@@ -56,7 +57,10 @@ def test_ghost_resnet56_builds_with_every_conv_a_ghost_conv_and_about_half_the_p
     assert len(convs) == 1 + 27 * 2  # stem + two per block; option A shortcuts have no conv
     assert not any(isinstance(m, nn.Conv2d) for m in ghost.modules()
                    if not any(m is c.primary_conv or m is c.cheap_conv for c in convs))
-    assert count(ghost) / count(plain) < 0.52  # s = 2: about 1/s of every conv, norms unchanged
+    # both exactly the formula (tests/fixtures/param_formulas.py: He et al.'s architecture, the paper's Ghost
+    # module; the plain count against He et al.'s 0.85M: test_plain_params_match_he_et_al_table_6)
+    assert count(plain) + HEAD_PARAMS == cifar_resnet_params(56)
+    assert count(ghost) + HEAD_PARAMS == cifar_resnet_params(56, ratio=2, dw_size=3)
     assert ghost(torch.randn(2, 3, 32, 32))[0].shape == (2, 64, 8, 8)
 
 

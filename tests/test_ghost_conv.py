@@ -13,6 +13,7 @@ from fixtures.official_ghost_module import OfficialGhostModule
 import mmghost  # noqa: F401  registers GhostConv
 from mmghost.models import GhostConv, deploy_model, fuse_ghost_conv_norm
 from mmghost.models.dense_heads import GhostRPNHead
+from mmghost.utils import CheckpointError
 
 GHOST = dict(type='GhostConv', ratio=2, dw_size=3)
 
@@ -371,7 +372,16 @@ def test_deploy_model_is_what_test_deploy_hook_calls_and_says_when_there_is_noth
     assert bn_count(ghost) == 0
     with pytest.raises(TypeError, match='nothing to put in deploy mode'):
         BackboneDeployHook().before_test(Runner(Detector(None)))
-    assert deploy_model(Detector(None)) is not None  # tools/deploy.py: plain models export unchanged
+    # tools/deploy.py: a model with nothing to deploy is returned as it is, unchanged
+    plain = randomize_norms(Detector(None)).eval()
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    with torch.no_grad():
+        expected = plain.backbone(x)[0]
+        assert deploy_model(plain) is plain
+        torch.testing.assert_close(plain.backbone(x)[0], expected, rtol=0, atol=0)
+    assert plain.state_dict().keys() == before.keys()
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in before.items())
+    assert bn_count(plain) == bn_count(Detector(None)) > 0
 
 
 # ---- inside mmdet detectors: build, one training step, predict ----
@@ -514,3 +524,49 @@ def test_folded_ghost_conv_exports_to_onnx_with_standard_ops_and_matches(tmp_pat
     assert max(export_onnx.verify(out, net, inputs).values()) <= 1e-4
     for x, e in zip(inputs, expected):
         assert_deploy_close(net(x)[0], e)
+
+
+# ---- mistakes refused in one line instead of failing late or silently ----
+
+
+def test_conv_module_with_efficient_conv_bn_eval_is_refused_when_built():
+    from mmcv.cnn import ConvModule
+    with pytest.raises(ValueError, match='efficient_conv_bn_eval') as error:
+        ConvModule(8, 16, 3, padding=1, conv_cfg=GHOST, norm_cfg=dict(type='BN'), efficient_conv_bn_eval=True)
+    assert '\n' not in str(error.value) and str(error.value).startswith('GhostConv: ')
+    # built without it, the same layer works; turning the mode on afterwards fails at the first forward, same line
+    module = ConvModule(8, 16, 3, padding=1, conv_cfg=GHOST, norm_cfg=dict(type='BN')).eval()
+    x = torch.randn(1, 8, 12, 12)
+    module(x)
+    module.turn_on_efficient_conv_bn_eval(True)
+    with pytest.raises(ValueError, match='^GhostConv: mmcv ConvModule\\(efficient_conv_bn_eval=True\\)'):
+        module(x)
+    # a GhostConv built outside any ConvModule is not affected
+    assert GhostConv(8, 16, 3)(x).shape == (1, 16, 10, 10)
+
+
+def _ghost_conv_module(bias='auto', dw_size=3):
+    from mmcv.cnn import ConvModule
+    torch.manual_seed(0)
+    return randomize_norms(ConvModule(8, 16, 3, padding=1, bias=bias, norm_cfg=dict(type='BN'),
+                                      conv_cfg=dict(GHOST, dw_size=dw_size))).eval()
+
+
+@pytest.mark.parametrize('bias,dw_size', [('auto', 3), (True, 3), ('auto', 1)])
+def test_folded_and_unfolded_weights_do_not_mix_silently(bias, dw_size):
+    unfolded, folded = _ghost_conv_module(bias, dw_size), _ghost_conv_module(bias, dw_size)
+    assert fuse_ghost_conv_norm(folded) == 1 and folded.conv.folded
+    for target, source, says in ((_ghost_conv_module(bias, dw_size), folded, 'weights are of a folded'),
+                                 (folded, unfolded, 'this layer is folded')):
+        for strict in (True, False):
+            with pytest.raises(CheckpointError, match=says) as error:
+                target.load_state_dict(source.state_dict(), strict=strict)
+            assert '\n' not in str(error.value) and 'GhostConv conv:' in str(error.value)
+    # like into like loads, and the folded copy computes what the unfolded one does
+    x = torch.randn(2, 8, 12, 12)
+    other_folded = _ghost_conv_module(bias, dw_size)
+    fuse_ghost_conv_norm(other_folded)
+    other_folded.load_state_dict(folded.state_dict())
+    _ghost_conv_module(bias, dw_size).load_state_dict(unfolded.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(other_folded(x), unfolded(x), rtol=1e-4, atol=1e-4)

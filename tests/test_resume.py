@@ -16,6 +16,7 @@ from fixtures.ports import free_port
 from mmghost.engine import AtomicCheckpointHook, MMGhostRunner, find_resumable_checkpoint, load_checkpoint_file
 from mmghost.engine import checkpoint_io as cio
 from mmghost.utils import CheckpointError, safe_torch_load
+from mmghost.utils.safe_load import allowed_globals
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_TRAINING = osp.join(ROOT, 'tests', 'fixtures', 'toy_training.py')
@@ -65,7 +66,7 @@ def test_training_checkpoint_loads_where_torch_weights_only_refuses_it(training_
                     reason=f'torch {torch.__version__} has no get_unsafe_globals_in_checkpoint (added in 2.5)')
 def test_allow_list_covers_what_a_training_checkpoint_needs(training_checkpoint):
     needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(training_checkpoint)))
-    assert needed <= set(cio.allowed_globals()), needed - set(cio.allowed_globals())
+    assert needed <= set(allowed_globals()), needed - set(allowed_globals())
     assert 'builtins.getattr' in needed  # HistoryBuffer's statistics methods
 
 
@@ -532,6 +533,56 @@ def test_ranks_that_see_different_checkpoints_resume_from_the_one_rank_0_chose(t
     results = parse_results(proc.stdout)
     assert [r['rank'] for r in results] == [0, 1], proc.stdout[-3000:]
     assert [(r['resumed_from'], r['start_iter']) for r in results] == [(str(views[0] / 'iter_8.pth'), 8)] * 2
+
+
+@pytest.mark.slow
+def test_a_rank_that_cannot_read_rank_0s_choice_stops_every_rank_naming_itself_the_path_and_what_to_do(tmp_path):
+    """torchrun, 2 CPU processes (gloo), each in its own folder: last_checkpoint names ``iter_8.pth`` relative to
+    rank 0's folder, which rank 1's folder lacks (a node-local path). Rank 0 chooses it; rank 1 cannot read it;
+    both stop with one error instead of rank 0 training alone or waiting."""
+    from fixtures.toy_training import toy_runner
+    toy_runner(tmp_path / 'rank0', max_iters=8, interval=4).train()  # rank 0's iter_4.pth, iter_8.pth
+    (tmp_path / 'rank0' / 'last_checkpoint').write_text('iter_8.pth')
+    (tmp_path / 'rank1').mkdir()
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
+                           str(free_port()), TOY_TRAINING, str(tmp_path / 'rank{rank}'), '--resume',
+                           '--launcher', 'pytorch', '--stop-after-resume', '--cwd', str(tmp_path / 'rank{rank}')],
+                          cwd=ROOT, env=_child_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    said = [line for line in proc.stderr.splitlines() if 'CheckpointError: rank 1 cannot read iter_8.pth' in line]
+    assert said, proc.stderr[-5000:]
+    assert 'the checkpoint rank 0 chose to resume from (checkpoint file not found: iter_8.pth)' in said[0]
+    assert 'storage all ranks and nodes share' in said[0]
+
+
+def test_a_rank_that_cannot_read_the_chosen_checkpoint_stops_every_rank(monkeypatch):
+    """The fast twin of the torchrun test above: ranks exchange whether they could read the file; every rank
+    raises the same one-line error, the ranks that could read it too."""
+    from mmghost.engine import runner as runner_module
+    from mmghost.utils import CheckpointError
+    monkeypatch.setattr(runner_module, 'get_world_size', lambda: 2)
+    outcomes = {0: None, 1: CheckpointError('checkpoint file not found: /node0/iter_8.pth')}
+    messages = []
+    for rank in (0, 1):
+
+        def resume(filename, rank=rank):
+            if outcomes[rank] is not None:
+                raise outcomes[rank]
+
+        monkeypatch.setattr(runner_module, 'all_gather_object',
+                            lambda mine: [None if e is None else str(e) for e in outcomes.values()])
+        with pytest.raises(CheckpointError) as error:
+            MMGhostRunner._resume_on_every_rank(SimpleNamespace(resume=resume), '/node0/iter_8.pth',
+                                                chosen_by_rank_0=True)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and '\n' not in messages[0]
+    assert messages[0].startswith('rank 1 cannot read /node0/iter_8.pth, the checkpoint rank 0 chose to resume from '
+                                  '(checkpoint file not found: /node0/iter_8.pth)')
+    # one process: the reader's own error, unchanged
+    monkeypatch.setattr(runner_module, 'get_world_size', lambda: 1)
+    with pytest.raises(CheckpointError, match='^checkpoint file not found'):
+        MMGhostRunner._resume_on_every_rank(SimpleNamespace(resume=lambda f: (_ for _ in ()).throw(outcomes[1])),
+                                            'x.pth', chosen_by_rank_0=True)
 
 
 class _Broadcast:

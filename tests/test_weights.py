@@ -309,7 +309,7 @@ def test_verify_without_timm_and_against_stored_statistics(official, tmp_path, c
     torch.save(official, src)
     assert convert_weights.main([str(src), str(dst), '--verify']) == 0
     out = capsys.readouterr().out
-    assert "loaded by init_cfg=dict(type='Pretrained')" in out and 'reference check skipped' in out
+    assert "loaded by init_cfg=dict(type='SafePretrained')" in out and 'reference check skipped' in out
     assert _verify_differences(out) == [0.0]
 
     # Without the source: the statistics stored in DST are compared.

@@ -9,8 +9,9 @@ load directly through ``init_cfg=dict(type='SafePretrained', checkpoint=PATH)`` 
 reading the file without running code from it; it reads safetensors and the usual wrappers too). This tool is
 for what mmengine's ``Pretrained`` cannot read: safetensors files (timm's ``model.safetensors``), wrappers other
 than ``state_dict`` (``model``, ``model_state_dict``, ``state_dict_ema``...), ``module.``/other prefixes, and
-files saved by mmghost 0.1 (its ``stem.conv.weight``... layout, detector checkpoints included). Files are read with ``torch.load(weights_only)``
-semantics (mmghost's ``safe_torch_load``) or safetensors: a pickle that needs code to run is refused.
+files saved by mmghost 0.1 (its ``stem.conv.weight``... layout, detector checkpoints included). SRC (a path, URL
+or model-zoo name) is read by mmghost's one checkpoint reader (``mmghost.utils.checkpoint_reader``: a restricted
+unpickler, or safetensors): a pickle that needs code to run is refused.
 
 Every tensor is loaded into the backbone ``--backbone`` (a type name of mmdet's registry: ``GhostNet``,
 ``GhostNetV2``, ``GhostNetV3``; default: the one the keys show) of ``--width`` (default: the width the shapes
@@ -21,7 +22,7 @@ width) and statistics of the stride-32 features for a fixed input.
 
 ``--verify`` runs every check that applies and reports the largest difference of the stride-32 features:
 
-* DST loaded through mmengine's stock ``init_cfg`` path against the converted tensors;
+* DST loaded through the ``init_cfg`` path users take (``SafePretrained``) against the converted tensors;
 * against timm's model of that backbone and width (``ghostnet_100``, ``ghostnetv2_130``...) fed the converted
   weights, when timm is importable; otherwise this check is skipped and said so (tests/test_parity.py checks
   the backbones against timm);
@@ -270,9 +271,10 @@ def timm_trunk_features(net, x: torch.Tensor, groups) -> list:
 
 
 def mmengine_loaded(path_or_state, name: str, widen_factor: float, out_index: int):
-    """The backbone initialised through mmengine's stock ``init_cfg`` (Pretrained) from a file."""
+    """The backbone initialised through the configs' ``init_cfg`` (``SafePretrained``: mmengine's ``Pretrained``
+    reading with mmghost's checkpoint reader) from a file."""
     model = MODELS.build(dict(type=name, widen_factor=widen_factor, out_indices=(out_index, ),
-                              init_cfg=dict(type='Pretrained', checkpoint=path_or_state)))
+                              init_cfg=dict(type='SafePretrained', checkpoint=path_or_state)))
     model.init_weights()
     return model.eval()
 
@@ -293,14 +295,14 @@ def verify(args, found, src_record, state_dict, model, name, widen_factor, featu
         diff = (a - b).abs().max().item()
         return diff, diff / max(b.abs().max().item(), 1e-12)
 
-    # The file users load, through the path they use (mmengine's init_cfg), against the converted tensors.
+    # The file users load, through the path they use (init_cfg SafePretrained), against the converted tensors.
     if args.dst:
         stock = tap(mmengine_loaded(args.dst, name, widen_factor, out_index), out_index, x)
         diff, rel = compare(stock, ours)
         passed = rel <= args.tolerance
         ok &= passed
-        print(line(f'{args.dst} loaded by init_cfg=dict(type=\'Pretrained\') vs the converted tensors', diff, rel,
-                   passed))
+        print(line(f'{args.dst} loaded by init_cfg=dict(type=\'SafePretrained\') vs the converted tensors', diff,
+                   rel, passed))
     last_group = int(feature_info['module'].split('.')[1])
     ref, ref_name = timm_reference(name, widen_factor, state_dict, last_group, x)
     if ref is None:

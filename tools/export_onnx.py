@@ -11,9 +11,10 @@
 * The input ``input`` is the batch *after* mmdet's data preprocessor: RGB, normalised with the config's
   ``data_preprocessor`` mean/std, padded to a multiple of its ``pad_size_divisor``. Batch, height and width are
   dynamic axes (so are every output's).
-* ``--deploy`` puts the model in deploy mode first (``mmghost.models.deploy_model``: the backbone's
-  ``switch_to_deploy``, V3's re-parameterisation branches fused, batch norms folded into the convs,
-  those after ``GhostConv`` layers anywhere in the model included). GhostNetV2's DFC attention (2x2 average
+* ``--deploy`` puts the model in deploy mode first (``mmghost.models.deploy_model``, as every tool: the
+  backbone's ``switch_to_deploy``, V3's re-parameterisation branches fused, batch norms folded into the convs,
+  those after ``GhostConv`` layers anywhere in the model included), in NCHW layout (channels_last would only
+  add Transpose nodes to the graph). GhostNetV2's DFC attention (2x2 average
   pooling, nearest upsampling to the feature's size) exports with dynamic, odd sizes too
   (tests/test_onnx_export.py).
 * ``--verify`` runs the file with onnxruntime (CPU) on an input with another batch size and image size than
@@ -110,15 +111,18 @@ class DetectorTensorForward(nn.Module):
 
 def exportable(model: nn.Module, backbone_only: bool = False, deploy: bool = False) -> Tuple[nn.Module, str]:
     """The module to export (backbone or wrapped detector) and the kind of its outputs' names."""
-    if deploy:  # the deploy mode of tools/test.py --deploy and tools/deploy.py
+    if deploy:  # the deploy mode of every tool (tools/test.py --deploy, tools/infer.py, tools/deploy.py)
         from mmghost.models import deploy_model
         try:
-            deploy_model(model, strict=True)
+            # NCHW: an ONNX graph has no memory layout; tracing the channels_last mode adds a Transpose per
+            # layout change (96 in a GhostNet backbone) that ONNX Runtime then executes.
+            deploy_model(model, channels_last=False, strict=True)
         except TypeError as e:
             raise ValueError(str(e)) from e
-    if backbone_only:
-        return model.backbone.eval(), 'feat'
-    return DetectorTensorForward(model).eval(), 'detector'
+    # Not `module.eval()` as a value: mmdet's ResNet and MobileNetV2 override train() and return None.
+    module = model.backbone if backbone_only else DetectorTensorForward(model)
+    module.eval()
+    return module, 'feat' if backbone_only else 'detector'
 
 
 def export(module: nn.Module, out: str, shape: Sequence[int] = (320, 320), opset: int = DEFAULT_OPSET,

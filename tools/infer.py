@@ -20,6 +20,7 @@ import mmghost  # noqa: F401  registers GhostNet
 from mmghost.deploy import Detections
 from mmghost.engine import init_detector
 from mmghost.engine.config import read_config
+from mmghost.models import deploy_model
 from mmghost.utils import exit_on_user_error
 
 
@@ -31,7 +32,8 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', default='outputs', help='folder for the PNG and JSON files')
     parser.add_argument('--score-thr', type=float, default=0.3, help='draw boxes with at least this score')
     parser.add_argument('--device', default='cpu', help='device, e.g. cpu or cuda:0')
-    parser.add_argument('--deploy', action='store_true', help="fold the backbone's batch norms first")
+    parser.add_argument('--deploy', action='store_true',
+                        help='put the model in deploy mode first (mmghost.models.deploy_model, as every tool)')
     parser.add_argument('--grid', help='also write all pictures side by side in this PNG')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, as key=value pairs')
@@ -59,8 +61,8 @@ def main(argv=None):
     # The checkpoint holds every weight; the backbone's ImageNet init file is not needed (or present).
     cfg.model.backbone.init_cfg = None
     model = init_detector(cfg, args.checkpoint, device=args.device)
-    if args.deploy:
-        model.backbone.switch_to_deploy()
+    if args.deploy:  # the deploy mode of tools/test.py --deploy, tools/deploy.py and tools/export_onnx.py
+        deploy_model(model, strict=True)
     classes = model.dataset_meta['classes']
 
     visualizer = VISUALIZERS.build(dict(cfg.visualizer, name='mmghost_infer', vis_backends=[]))

@@ -7,8 +7,9 @@ training-state checks, the resume fallback, and safe loading. Nothing here chang
   training state; otherwise the newest file named by the checkpoint hook's ``filename_tmpl`` in its ``out_dir``
   that is intact and holds a training state (``meta``, ``state_dict``, ``message_hub``). Other ``*.pth`` files
   in the work dir (converted weights, published or best checkpoints) are never picked.
-* Loading: :func:`load_checkpoint_file` reads with :func:`mmghost.utils.safe_torch_load` (a restricted
-  unpickler: nothing in the file runs), unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set.
+* Loading: :func:`load_checkpoint_file` is mmghost's one reader,
+  :func:`mmghost.utils.checkpoint_reader.read_checkpoint` (local files, storage backends and model-zoo names
+  read by a restricted unpickler: nothing in the file runs), unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.
 """
 import glob
 import io
@@ -23,14 +24,13 @@ from typing import Any, Callable, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
-from mmghost.utils.compat import TORCH_VERSION
-from mmghost.utils.safe_load import CheckpointError, allowed_globals, env_flag, global_name, safe_torch_load
+from mmghost.utils.checkpoint_reader import read_checkpoint, read_top_level_keys
+from mmghost.utils.safe_load import CheckpointError
 
 # Temp files of an in-progress save: ".<name>.<pid>.mmghost-tmp" next to the final file.
 TMP_SUFFIX = '.mmghost-tmp'
 # What mmengine's Runner.save_checkpoint always writes; a file without them cannot be resumed from.
 TRAINING_STATE_KEYS = ('meta', 'state_dict', 'message_hub')
-NO_WEIGHTS_ONLY_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
@@ -130,43 +130,10 @@ def checkpoint_problem(path: str) -> Optional[str]:
             return f'damaged ({e})'
         return None
     try:
-        safe_torch_load(path)
+        read_checkpoint(path)
     except CheckpointError as e:
         return str(e)
     return None
-
-
-def _not_a_tensor(*args, **kwargs) -> None:
-    return None
-
-
-def _top_level_keys(path: str) -> Optional[set]:
-    """The keys of the dict a zip-format checkpoint holds, read from its pickle without loading any tensor.
-
-    Tensors are stubbed out (their storages are never read), the rest goes through the same allow-list as a
-    real load, so this runs nothing from the file either. None if the file holds no dict.
-    """
-    allowed = allowed_globals()
-
-    class KeysOnly(pickle.Unpickler):
-
-        def find_class(self, module, name):
-            full = global_name(module, name)
-            if full not in allowed:
-                raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full}')
-            if full.startswith(('torch._utils._rebuild', 'torch._tensor._rebuild')) or \
-                    full == 'torch.nn.parameter.Parameter':
-                return _not_a_tensor
-            return allowed[full]
-
-        def persistent_load(self, pid):
-            return None
-
-    with zipfile.ZipFile(path) as z:
-        member = next(n for n in z.namelist() if n.endswith('data.pkl'))
-        data = z.read(member)
-    obj = KeysOnly(io.BytesIO(data), encoding='utf-8').load()
-    return set(obj) if isinstance(obj, dict) else None
 
 
 def training_state_problem(path: str) -> Optional[str]:
@@ -176,9 +143,9 @@ def training_state_problem(path: str) -> Optional[str]:
         return problem
     try:
         if zipfile.is_zipfile(path):
-            keys = _top_level_keys(path)
+            keys = read_top_level_keys(path)
         else:
-            obj = safe_torch_load(path)
+            obj = read_checkpoint(path)
             keys = set(obj) if isinstance(obj, dict) else None
     except (pickle.UnpicklingError, CheckpointError, ValueError, EOFError) as e:
         return f'unreadable ({e})'
@@ -261,63 +228,18 @@ def find_resumable_checkpoint(work_dir: str, filename_tmpl: Optional[str] = None
 
 
 # ------------------------------------------------------------------------------------------------------ loading
-_said = set()
-
-
-def _say_once(key: str, message: str, level: int = logging.INFO) -> None:
-    if key not in _said:
-        _said.add(key)
-        print_log(message, logger='current', level=level)
-
-
-def load_checkpoint_file(filename: str, map_location: Any = 'cpu', backend_args: Optional[dict] = None) -> Any:
-    """Read a checkpoint (local path or a URI mmengine's file backends read) without running code from it.
-
-    The restricted unpickler of :func:`mmghost.utils.safe_torch_load` accepts torch's tensor types,
-    mmengine's ``HistoryBuffer`` and numpy values, and refuses anything else. With the environment variable
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` the file is read by mmengine as it is (fully unpickled). Model-zoo
-    URIs (``open-mmlab://``, ``torchvision://``, ``mmcls://``, ``pavi://``) are read by mmengine as well.
-
-    Raises:
-        CheckpointError: missing, damaged or unsafe file.
-    """
-    from mmengine.runner.checkpoint import _load_checkpoint
-    filename = str(filename)
-    if env_flag(NO_WEIGHTS_ONLY_ENV):
-        _say_once('no-weights-only', f'{NO_WEIGHTS_ONLY_ENV} is set: checkpoints are unpickled without '
-                  'restriction, as mmengine does; code inside a crafted file would run.', logging.WARNING)
-        return _load_checkpoint(filename, map_location=map_location)
-    torch_api = ('torch.load(weights_only=True) with torch.serialization.add_safe_globals would edit one '
-                 'process-wide list' if TORCH_VERSION >= (2, 4) else
-                 f'torch {torch.__version__} has no weights_only allow-list')
-    _say_once('restricted', 'Checkpoints are read with a restricted unpickler: tensors, mmengine HistoryBuffer '
-              'and numpy values only; a file referencing anything else is refused and nothing in it runs '
-              f'({torch_api}; {NO_WEIGHTS_ONLY_ENV}=1 reads files unrestricted).')
-    if '://' not in filename or filename.startswith('file://'):
-        path = osp.expanduser(filename[len('file://'):] if filename.startswith('file://') else filename)
-        return safe_torch_load(path, map_location=map_location)
-    from mmengine import fileio
-    try:
-        fileio.get_file_backend(filename, backend_args=backend_args)
-    except (KeyError, ValueError):  # a model-zoo scheme, not a storage backend
-        return _load_checkpoint(filename, map_location=map_location)
-    try:
-        data = fileio.get(filename, backend_args=backend_args)
-    except FileNotFoundError:
-        raise CheckpointError(f'checkpoint file not found: {filename}') from None
-    stream = io.BytesIO(data)
-    stream.name = filename
-    return safe_torch_load(stream, map_location=map_location)
+# The engine's name for mmghost's one reader (mmghost.utils.checkpoint_reader), kept for the tools and users.
+load_checkpoint_file = read_checkpoint
 
 
 def load_detector_checkpoint(model: torch.nn.Module, filename: str, map_location: Any = 'cpu',
                              strict: bool = False, revise_keys=((r'^module\.', ''), )) -> dict:
-    """mmengine's ``load_checkpoint(model, filename)`` reading the file with :func:`load_checkpoint_file`.
+    """mmengine's ``load_checkpoint(model, filename)`` reading the file with mmghost's one reader.
 
     For tools that load a detector checkpoint outside a runner (inference, export). Returns the checkpoint.
     """
     from mmengine.runner.checkpoint import _load_checkpoint_to_model
-    checkpoint = load_checkpoint_file(filename, map_location=map_location)
+    checkpoint = read_checkpoint(filename, map_location=map_location)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{filename} holds a {type(checkpoint).__name__}, not a checkpoint dict')
     return _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=list(revise_keys))

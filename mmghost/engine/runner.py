@@ -2,17 +2,21 @@
 
 What it changes, and nothing else:
 
-* ``load_checkpoint`` (used by ``load_from`` and by ``resume``) reads the file with
-  :func:`~mmghost.engine.checkpoint_io.load_checkpoint_file`: a restricted unpickler (tensors, mmengine
+* ``load_checkpoint`` (used by ``load_from`` and by ``resume``) reads the file with mmghost's one reader,
+  :func:`mmghost.utils.checkpoint_reader.read_checkpoint`: local files, storage backends and model-zoo names
+  (``open-mmlab://...``, resolved to torch hub's cache) through a restricted unpickler (tensors, mmengine
   ``HistoryBuffer``, numpy values) instead of ``torch.load``. On torch >= 2.6 mmengine 0.10.7 cannot resume at
-  all (``Weights only load failed ... HistoryBuffer``); on torch < 2.6 it unpickles whatever a file contains.
-  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` gives mmengine's own loading back.
+  all (``Weights only load failed ... HistoryBuffer``); on torch < 2.6, and for model-zoo names on every torch,
+  it unpickles whatever a file contains. ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` reads files unrestricted.
 * ``load_or_resume`` with ``resume=True`` and no ``load_from``: the file ``last_checkpoint`` names if it is intact
   and holds a training state, otherwise the newest file named by the checkpoint hook's ``filename_tmpl`` in its
   ``out_dir`` that does (:func:`~mmghost.engine.checkpoint_io.find_resumable_checkpoint`); mmengine takes
-  ``last_checkpoint`` blindly and otherwise starts from scratch. In a distributed run rank 0 chooses and
-  broadcasts its choice, so ranks that see different files (a crash on shared storage, stale file-system caches)
-  still resume from the same checkpoint; mmengine lets every rank choose for itself.
+  ``last_checkpoint`` blindly and otherwise starts from scratch. In a distributed run only rank 0 searches, and
+  every rank resumes from the path it broadcasts (mmengine lets every rank choose for itself, and ranks that see
+  different files then resume from different steps). Each rank then reads that path itself; the ranks tell each
+  other whether they could, and if one could not (the work dir is not on storage every rank sees), every rank
+  stops with a :class:`~mmghost.utils.CheckpointError` naming the ranks, the path and what to do, instead of
+  the others training on alone or waiting forever.
 * ``train``/``val``/``test`` run inside :func:`~mmghost.engine.low_precision.mmcv_ops_in_float32`: under
   fp16/bf16 autocast mmcv 2.1's NMS/RoIAlign (CPU) and NMS/RoIAlign/sigmoid focal loss (CUDA bf16) would fail.
 
@@ -25,12 +29,13 @@ mmghost's ``tools/train.py`` and ``tools/test.py`` use it for every config that 
 """
 import os.path as osp
 
-from mmengine.dist import broadcast_object_list, is_main_process
+from mmengine.dist import all_gather_object, broadcast_object_list, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from mmghost.registry import RUNNERS
+from mmghost.utils.safe_load import CheckpointError
 from .checkpoint_io import find_resumable_checkpoint, load_checkpoint_file
 from .low_precision import mmcv_ops_in_float32
 
@@ -90,6 +95,31 @@ class MMGhostRunner(Runner):
             raise RuntimeError(f'rank 0 could not choose a checkpoint to resume from: {choice[1]}')
         return choice[0]
 
+    def _resume_on_every_rank(self, filename: str, chosen_by_rank_0: bool) -> None:
+        """``resume(filename)`` on this rank; in a distributed run the ranks then exchange whether they could read
+        the file (``all_gather_object``), and if any could not, every rank raises one
+        :class:`~mmghost.utils.CheckpointError` that names the ranks, the path and what to do. Without a
+        process group this is ``resume(filename)``."""
+        error = None
+        try:
+            self.resume(filename)
+        except CheckpointError as e:
+            if get_world_size() == 1:
+                raise
+            error = e
+        if get_world_size() == 1:
+            return
+        errors = all_gather_object(None if error is None else str(error))
+        failed = [(rank, text) for rank, text in enumerate(errors) if text is not None]
+        if not failed:
+            return
+        ranks = ', '.join(str(rank) for rank, _ in failed)
+        whose = 'rank 0 chose to resume from' if chosen_by_rank_0 else 'load_from names for resuming'
+        raise CheckpointError(
+            f'rank {ranks} cannot read {filename}, the checkpoint {whose} ({failed[0][1]}): every rank reads it at '
+            'that same path, so put the work dir on storage all ranks and nodes share (or copy the file to that '
+            'path on every node), or resume with an explicit path every rank can read (--resume PATH)')
+
     def load_or_resume(self) -> None:
         """mmengine's method with :meth:`_resumable_checkpoint` instead of ``find_latest_checkpoint``."""
         if self._has_loaded:
@@ -101,7 +131,7 @@ class MMGhostRunner(Runner):
         elif self._resume and self._load_from is not None:
             resume_from = self._load_from
         if resume_from is not None:
-            self.resume(resume_from)
+            self._resume_on_every_rank(resume_from, chosen_by_rank_0=self._load_from is None)
             self._has_loaded = True
         elif self._load_from is not None:
             self.load_checkpoint(self._load_from)

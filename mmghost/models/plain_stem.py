@@ -11,16 +11,26 @@ builds the backbone as configured, then rebuilds the named convs as plain ``nn.C
                   backbone=dict(type='mmdet.ResNet', depth=50, conv_cfg=dict(type='GhostConv', ratio=2)),
                   plain_convs=('conv1', ))
 
-What it returns is the inner backbone itself (an mmdet/mmpretrain ``ResNet``), with the same module names and
-state-dict keys, so checkpoints move between the ImageNet and the detection configs unchanged. It is a builder
-function registered by name in mmengine's root ``MODELS`` (found from every scope); it replaces nothing.
+``PlainStem`` is not a class: it is a builder function registered by name in mmengine's root ``MODELS`` (found
+from every scope; it replaces nothing), and what it returns is the inner backbone itself (an mmdet/mmpretrain
+``ResNet``), with the same module names and state-dict keys, so checkpoints move between the ImageNet and the
+detection configs unchanged. Its ``init_cfg``, when given (``None`` included: what tools set to build a model
+without loading weights), becomes the inner backbone's.
 """
-from typing import Optional, Sequence
+from typing import Sequence, Union
 
 import torch.nn as nn
 from mmcv.cnn import build_conv_layer
 from mmengine.registry import MODELS as ROOT_MODELS
 
+class _Keep:
+    """The default of ``plain_stem(init_cfg=...)``: keep the inner backbone's own ``init_cfg``."""
+
+    def __repr__(self) -> str:
+        return "the backbone's own"
+
+
+KEEP = _Keep()
 _GEOMETRY = ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding', 'dilation', 'groups')
 
 
@@ -35,7 +45,8 @@ def _plain_twin(name: str, layer: nn.Module) -> nn.Conv2d:
     return build_conv_layer(None, *(getattr(layer, attr) for attr in _GEOMETRY), bias=bias)
 
 
-def plain_stem(backbone: dict, plain_convs: Sequence[str] = ('conv1', ), init_cfg: Optional[dict] = None):
+def plain_stem(backbone: dict, plain_convs: Sequence[str] = ('conv1', ),
+               init_cfg: Union[dict, list, None, _Keep] = KEEP) -> nn.Module:
     """Build ``backbone`` and turn the convs named in ``plain_convs`` into plain ``nn.Conv2d`` layers.
 
     Args:
@@ -43,8 +54,10 @@ def plain_stem(backbone: dict, plain_convs: Sequence[str] = ('conv1', ), init_cf
             type is looked up like any model type: in the current default scope, or in the scope it names.
         plain_convs (Sequence[str]): Dotted module names, in the built backbone, of the convs to keep plain.
             Default: ``('conv1', )``, the stem conv of mmdet's and mmpretrain's ``ResNet`` (``deep_stem=False``).
-        init_cfg (dict, optional): If given, replaces ``backbone['init_cfg']`` (tools that build a backbone with
-            ``init_cfg=None`` reach the inner one this way). Default: None (keep the backbone's own).
+        init_cfg (dict | list | None): If given, replaces ``backbone['init_cfg']``; ``None`` too, so that
+            ``cfg.model.backbone.init_cfg = None`` (how mmghost's tools and mmdet's build a model whose weights
+            come from a checkpoint) leaves the inner backbone without weights to load. Default: not given (keep
+            the backbone's own).
 
     Returns:
         nn.Module: The backbone built from ``backbone``, with the named convs plain (freshly initialised; the
@@ -55,7 +68,7 @@ def plain_stem(backbone: dict, plain_convs: Sequence[str] = ('conv1', ), init_cf
     if isinstance(plain_convs, str) or not plain_convs:
         raise ValueError(f'PlainStem: plain_convs must be a non-empty sequence of module names, got {plain_convs!r}')
     backbone = dict(backbone)
-    if init_cfg is not None:
+    if not isinstance(init_cfg, _Keep):
         backbone['init_cfg'] = init_cfg
     model = ROOT_MODELS.build(backbone)
     for name in plain_convs:

@@ -13,247 +13,37 @@ mmengine 0.10.7's ``PretrainedInit`` reads weights with a plain ``torch.load``:
 registered by name in mmengine's root ``WEIGHT_INITIALIZERS``; it replaces nothing) takes the same arguments and
 does what ``PretrainedInit`` does, with these differences:
 
-* every file is read by :func:`mmghost.utils.safe_torch_load` (a restricted unpickler: tensors, mmengine's
-  ``HistoryBuffer`` and numpy values; any other global is refused before it is resolved), or by safetensors;
-  a refused file raises :class:`~mmghost.utils.CheckpointError`, one line naming the file;
-* model-zoo names resolve and download as mmengine does (its URL tables, torch hub's cache, rank 0 first), then
-  the downloaded file is read safely; a scheme mmengine reads with a loader this module does not know (one
-  another library registered) is refused rather than read unrestricted;
-* ``.safetensors`` files (timm's Hugging Face weights) are read too, and a file whose weights sit under
-  ``model``/``state_dict_ema``/... instead of ``state_dict`` is unwrapped (mmengine would load nothing from it);
+* every file is read by :func:`mmghost.utils.checkpoint_reader.read_checkpoint`, mmghost's one reader: the
+  name is resolved as mmengine resolves it (model-zoo names and URLs downloaded to torch hub's cache, rank 0
+  first), then read by a restricted unpickler (tensors, mmengine's ``HistoryBuffer`` and numpy values; any other
+  global is refused before it is resolved) or by safetensors (timm's Hugging Face weights); a refused file
+  raises :class:`~mmghost.utils.CheckpointError`, one line naming the file; a scheme another library registered
+  a loader for is refused rather than read unrestricted;
+* a file whose weights sit under ``model``/``state_dict_ema``/... instead of ``state_dict`` is unwrapped
+  (mmengine would load nothing from it);
 * mmengine gives only the type named ``'Pretrained'`` its place after the children's own ``init_weights`` (so
   that the loaded weights are not overwritten); :class:`SafePretrainedInit` takes the same place itself.
 
 The GhostNet backbones' own key handling (mmghost 0.1 names, a whole detector's or classifier's ``backbone.*``,
 V3's two branch-norm namings, the width check) happens in their ``_load_from_state_dict``, as for every loader.
 """
-import io
-import logging
-import os
-import os.path as osp
-import zipfile
-from collections import OrderedDict
 from typing import Any, Optional, Tuple
-from urllib.parse import urlparse
 
-import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, is_model_wrapper
 from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 
-from mmghost.utils.safe_load import CheckpointError, safe_torch_load
-from .weights import WRAPPER_KEYS, _is_safetensors_file
+from mmghost.utils.checkpoint_reader import is_state_dict, read_checkpoint
+from mmghost.utils.safe_load import CheckpointError
+from .weights import WRAPPER_KEYS
 
-__all__ = ['SafePretrainedInit', 'read_pretrained', 'reads_pretrained_weights']
+__all__ = ['SafePretrainedInit', 'reads_pretrained_weights', 'state_dict_of']
 
 NAME = 'SafePretrained'
 
 
-# ------------------------------------------------------------------------------------------------ reading bytes
-def _device(map_location: Any) -> str:
-    """safetensors' ``device`` for a ``torch.load`` ``map_location`` (callables and dicts: the CPU)."""
-    if isinstance(map_location, (str, torch.device)):
-        return str(map_location)
-    return 'cpu'
-
-
-def _read_local(path: str, map_location: Any, name: Optional[str] = None) -> Any:
-    """A local file: safetensors by content or name, anything else through the restricted unpickler."""
-    name = name or path
-    if not osp.isfile(path):
-        raise CheckpointError(f'{NAME}: checkpoint file not found: {name}')
-    if path.endswith('.safetensors') or _is_safetensors_file(path):
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError(f'{NAME}: {name} is a safetensors file: pip install safetensors') from None
-        try:
-            return load_file(path, device=_device(map_location))
-        except Exception as e:
-            raise CheckpointError(f'{NAME}: cannot read safetensors file {name}: {_first_line(e)}') from None
-    return _safe(lambda: safe_torch_load(path, map_location=map_location), name)
-
-
-def _read_bytes(data: bytes, map_location: Any, name: str) -> Any:
-    """A file read by one of mmengine's storage backends (s3/petrel)."""
-    if data[8:9] == b'{' and 0 < int.from_bytes(data[:8], 'little') <= len(data) - 8:  # safetensors' header
-        try:
-            from safetensors.torch import load
-        except ImportError:
-            raise CheckpointError(f'{NAME}: {name} is a safetensors file: pip install safetensors') from None
-        try:
-            tensors = load(data)
-        except Exception as e:
-            raise CheckpointError(f'{NAME}: cannot read safetensors file {name}: {_first_line(e)}') from None
-        return OrderedDict((k, v.to(_device(map_location))) for k, v in tensors.items())
-    stream = io.BytesIO(data)
-    stream.name = name
-    return _safe(lambda: safe_torch_load(stream, map_location=map_location), name)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f'{type(error).__name__}: {lines[0] if lines else ""}'
-
-
-def _safe(read, name: str) -> Any:
-    try:
-        return read()
-    except CheckpointError as e:
-        text = str(e)
-        raise CheckpointError(f'{NAME}: {text}' if name in text else f'{NAME}: {name}: {text}') from None
-
-
-def _is_legacy_zip(path: str) -> bool:
-    """torch.hub's test for a hand-zipped legacy checkpoint: a zip of one file (torch's own zip files hold
-    a folder of several members)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        infolist = z.infolist()
-    return len(infolist) == 1 and not infolist[0].is_dir()
-
-
-# ------------------------------------------------------------------------------------- model-zoo names and URLs
-def download_to_cache(url: str, model_dir: Optional[str] = None, progress: bool = os.isatty(0)) -> str:
-    """The local copy of ``url`` in torch hub's cache, downloaded if absent, as
-    ``torch.hub.load_state_dict_from_url`` (what mmengine's ``load_url`` is) does, without loading it.
-
-    Same cache (``<torch.hub.get_dir()>/checkpoints/<file name of the URL>``), same download function, no hash
-    check (mmengine passes none).
-    """
-    from torch import hub
-    if model_dir is None:
-        model_dir = osp.join(hub.get_dir(), 'checkpoints')
-    os.makedirs(model_dir, exist_ok=True)
-    cached_file = osp.join(model_dir, osp.basename(urlparse(url).path))
-    if not osp.exists(cached_file):
-        print_log(f'Downloading: "{url}" to {cached_file}', logger='current')
-        hub.download_url_to_file(url, cached_file, None, progress=progress)
-    return cached_file
-
-
-def _read_url(url: str, map_location: Any) -> Any:
-    """mmengine's ``load_from_http``: local rank 0 downloads first, the others wait at a barrier, then every rank
-    reads the cached file (here: safely)."""
-    from mmengine.dist import get_dist_info
-    rank, world_size = get_dist_info()
-    path = None
-    if rank == 0:
-        path = download_to_cache(url)
-    if world_size > 1:
-        torch.distributed.barrier()
-        if rank > 0:
-            path = download_to_cache(url)
-    name = f'{url} (downloaded to {path})'
-    if _is_legacy_zip(path):
-        # torch hub's "legacy zip" (one torch < 1.6 file zipped by hand): torch hub extracts it into the cache
-        # and loads the member; so do we, reading the member safely.
-        with zipfile.ZipFile(path) as z:
-            member = z.infolist()[0].filename
-            z.extractall(osp.dirname(path))
-        path = osp.join(osp.dirname(path), member)
-    return _read_local(path, map_location, name=name)
-
-
-def _read_openmmlab(filename: str, map_location: Any) -> Any:
-    from mmengine.runner.checkpoint import _get_mmengine_home, get_deprecated_model_names, get_external_models
-    model_urls = get_external_models()
-    prefix_str = 'open-mmlab://' if filename.startswith('open-mmlab://') else 'openmmlab://'
-    model_name = filename[len(prefix_str):]
-    deprecated_urls = get_deprecated_model_names()
-    if model_name in deprecated_urls:
-        print_log(f'{prefix_str}{model_name} is deprecated in favor of {prefix_str}{deprecated_urls[model_name]}',
-                  logger='current', level=logging.WARNING)
-        model_name = deprecated_urls[model_name]
-    model_url = model_urls[model_name]
-    if model_url.startswith(('http://', 'https://')):
-        return _read_url(model_url, map_location)
-    return _read_local(osp.join(_get_mmengine_home(), model_url), map_location)
-
-
-def _read_torchvision(filename: str, map_location: Any) -> Any:
-    from mmengine.runner.checkpoint import get_torchvision_models
-    model_urls = get_torchvision_models()
-    if filename.startswith('modelzoo://'):
-        print_log('The URL scheme of "modelzoo://" is deprecated, please use "torchvision://" instead',
-                  logger='current', level=logging.WARNING)
-        model_name = filename[len('modelzoo://'):]
-    else:
-        model_name = filename[len('torchvision://'):]
-    return _read_url(model_urls[model_name], map_location)
-
-
-def _read_mmcls(filename: str, map_location: Any) -> Any:
-    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
-    checkpoint = _read_url(get_mmcls_models()[filename[len('mmcls://'):]], map_location)
-    return _process_mmcls_checkpoint(checkpoint)
-
-
-def _read_pavi(filename: str, map_location: Any) -> Any:
-    from tempfile import TemporaryDirectory
-    try:
-        from pavi import modelcloud
-    except ImportError:
-        raise ImportError('Please install pavi to load checkpoint from modelcloud.') from None
-    model = modelcloud.get(filename[len('pavi://'):])
-    with TemporaryDirectory() as tmp_dir:
-        downloaded_file = osp.join(tmp_dir, model.name)
-        model.download(downloaded_file)
-        return _read_local(downloaded_file, map_location, name=filename)
-
-
-def _read_ceph(filename: str, map_location: Any) -> Any:
-    from mmengine.fileio import get_file_backend
-    file_backend = get_file_backend(filename, backend_args={'backend': 'petrel'})
-    return _read_bytes(file_backend.get(filename), map_location, filename)
-
-
-def _readers() -> dict:
-    """mmengine's loader of each scheme -> ours, which resolves the name the same way and reads safely."""
-    from mmengine.runner import checkpoint as ckpt
-    return {
-        ckpt.load_from_local: lambda f, m: _read_local(osp.expanduser(f), m, name=f),
-        ckpt.load_from_http: _read_url,
-        ckpt.load_from_torchvision: _read_torchvision,
-        ckpt.load_from_openmmlab: _read_openmmlab,
-        ckpt.load_from_mmcls: _read_mmcls,
-        ckpt.load_from_pavi: _read_pavi,
-        ckpt.load_from_ceph: _read_ceph,
-    }
-
-
-def read_pretrained(filename: str, map_location: Any = 'cpu') -> Any:
-    """What mmengine's ``_load_checkpoint(filename, map_location)`` returns, read without running the file.
-
-    The scheme is matched by mmengine's own ``CheckpointLoader`` (so a path means what it means to mmengine);
-    its name is then resolved and downloaded as mmengine does, and the bytes are read by
-    :func:`mmghost.utils.safe_torch_load` or safetensors.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable, or references code (nothing from it has run), or
-            its scheme is read by a loader that is not mmengine's own.
-    """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    filename = str(filename)
-    loader = CheckpointLoader._get_checkpoint_loader(filename)
-    reader = _readers().get(loader)
-    if reader is None:
-        where = f'{getattr(loader, "__module__", "?")}.{getattr(loader, "__name__", loader)}'
-        raise CheckpointError(
-            f'{NAME}: cannot read {filename} safely: mmengine reads its scheme with {where}, which '
-            f'{NAME} does not know; download the file and give its local path')
-    print_log(f'Loads checkpoint by {loader.__name__[10:]} backend from path: {filename} '
-              '(restricted unpickler: nothing in the file runs)', logger='current')
-    return reader(filename, map_location)
-
-
 # ----------------------------------------------------------------------------------------------- initializer
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
 def state_dict_of(checkpoint: Any, filename: str) -> Tuple[dict, Optional[str]]:
     """mmengine's choice (``checkpoint['state_dict']`` if there, else the checkpoint), and when neither holds
     weights, the first of the usual other wrappers (``model``, ``state_dict_ema``, ...) that does; also the
@@ -263,9 +53,9 @@ def state_dict_of(checkpoint: Any, filename: str) -> Tuple[dict, Optional[str]]:
                               f'(it holds a {type(checkpoint).__name__})')
     if 'state_dict' in checkpoint:
         return checkpoint['state_dict'], 'state_dict'
-    if not _is_state_dict(checkpoint):
+    if not is_state_dict(checkpoint):
         for key in WRAPPER_KEYS:
-            if _is_state_dict(checkpoint.get(key)):
+            if is_state_dict(checkpoint.get(key)):
                 return checkpoint[key], key
     return checkpoint, None
 
@@ -290,7 +80,8 @@ class SafePretrainedInit(PretrainedInit):
     """Initialize a module with pretrained weights, reading the file without running code from it.
 
     mmengine's ``PretrainedInit`` (same arguments, logs and ``prefix`` handling), reading with
-    :func:`read_pretrained`; see the module docstring for what differs. Config name: ``SafePretrained``.
+    :func:`mmghost.utils.checkpoint_reader.read_checkpoint`; see the module docstring for what differs. Config
+    name: ``SafePretrained``.
 
     Args:
         checkpoint (str): The weights: a local ``.pth``/``.pth.tar``/``.bin``/``.safetensors`` file, a URL or a
@@ -306,14 +97,14 @@ class SafePretrainedInit(PretrainedInit):
             self._init_children_first(module)
         if self.prefix is None:
             print_log(f'load model from: {self.checkpoint}', logger='current')
-            checkpoint = read_pretrained(self.checkpoint, map_location=self.map_location)
+            checkpoint = read_checkpoint(self.checkpoint, map_location=self.map_location)
             state_dict, key = state_dict_of(checkpoint, self.checkpoint)
             if key not in (None, 'state_dict'):
                 print_log(f'{NAME}: using the weights under {key!r} of {self.checkpoint}', logger='current')
             _load_checkpoint_to_model(module, {'state_dict': state_dict}, strict=False, logger='current')
         else:
             print_log(f'load {self.prefix} in model from: {self.checkpoint}', logger='current')
-            checkpoint = read_pretrained(self.checkpoint, map_location=self.map_location)
+            checkpoint = read_checkpoint(self.checkpoint, map_location=self.map_location)
             state_dict, _ = state_dict_of(checkpoint, self.checkpoint)
             prefix = self.prefix if self.prefix.endswith('.') else self.prefix + '.'
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}

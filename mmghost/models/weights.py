@@ -3,7 +3,7 @@
 The backbones have the official/timm module names, so official ``.pth`` files, timm's ``pytorch_model.bin``
 and detector checkpoints load with ``init_cfg=dict(type='SafePretrained', checkpoint=PATH[,
 prefix='backbone.'])`` (:mod:`mmghost.models.pretrained`; mmengine's ``Pretrained`` reads them too, unsafely on
-torch < 2.6). On that path, besides :data:`WRAPPER_KEYS` and the safetensors test, only two small things the
+torch < 2.6). On that path, besides :data:`WRAPPER_KEYS`, only two small things the
 backbones call while loading come from here: renaming mmghost 0.1's layout (:func:`from_mmghost_01`, V1 only)
 and the width-mismatch message (:func:`shape_mismatch_error`).
 
@@ -19,7 +19,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from mmengine.logging import print_log
 
-from mmghost.utils.safe_load import CheckpointError, safe_torch_load
+from mmghost.utils.checkpoint_reader import is_state_dict, read_checkpoint
+from mmghost.utils.safe_load import CheckpointError
 
 # mmghost 0.1 built its layers from mmcv's ConvModule (``conv``/``bn`` children); these ordered rules rename
 # its keys (relative to the trunk) to the official ones; the first match wins. ``blocks.N.M`` is the same.
@@ -121,40 +122,16 @@ def shape_mismatch_error(backbone_cls, widen_factor: float, mismatched: List[Tup
 # ---- reading files of every layout (tools/convert_weights.py) ----
 
 
-def _is_safetensors_file(path: str) -> bool:
-    """A safetensors file starts with its JSON header's length (8 bytes, little endian), then the ``{``."""
-    with open(path, 'rb') as f:
-        head = f.read(9)
-    return (len(head) == 9 and head[8:9] == b'{'
-            and 0 < int.from_bytes(head[:8], 'little') <= os.path.getsize(path) - 8)
-
-
 def read_weights_file(path: Union[str, os.PathLike]) -> dict:
-    """Read a ``.pth``/``.pt``/``.bin``/``.ckpt`` (``safe_torch_load``: nothing in the pickle runs) or a
-    ``.safetensors`` file (recognised by its content too: Hugging Face downloads get renamed)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'weights file not found: {path}')
-    if path.endswith('.safetensors') or _is_safetensors_file(path):
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError(f'{path} is a safetensors file: pip install safetensors') from None
-        try:
-            return load_file(path, device='cpu')
-        except Exception as e:
-            raise CheckpointError(f'cannot read safetensors file {path}: {e}') from None
-    return safe_torch_load(path)
-
-
-def _is_state_dict(obj) -> bool:
-    return isinstance(obj, dict) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    """Read a weights file with mmghost's one reader (:func:`mmghost.utils.checkpoint_reader.read_checkpoint`:
+    ``.pth``/``.bin``/``.ckpt`` through the restricted unpickler, safetensors by content; paths, URLs and
+    model-zoo names alike)."""
+    return read_checkpoint(path)
 
 
 def unwrap_state_dict(obj) -> 'OrderedDict[str, torch.Tensor]':
     """The tensors of a loaded file, looking inside the usual wrappers (``state_dict``, ``model``, ...)."""
-    while isinstance(obj, dict) and not _is_state_dict(obj):
+    while isinstance(obj, dict) and not is_state_dict(obj):
         inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
         if inner is None:
             break

@@ -12,6 +12,7 @@ is found from the mmdet and mmpretrain scopes, from a user's own registry, and w
 """
 import math
 import numbers
+import sys
 from typing import Optional, Tuple, Union
 
 import torch
@@ -19,9 +20,37 @@ import torch.nn as nn
 from mmengine.model import kaiming_init
 from mmengine.registry import MODELS as ROOT_MODELS
 
+from mmghost.utils.safe_load import CheckpointError
 from .ghost_module import concat_channels
 
 _PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
+
+
+_EFFICIENT_CONV_BN_EVAL = ('GhostConv: mmcv ConvModule(efficient_conv_bn_eval=True) cannot use a GhostConv (that '
+                           'forward needs one conv weight); build it with efficient_conv_bn_eval=False, and fold '
+                           'the norm for inference with mmghost.models.deploy_model')
+
+
+def _refuse_efficient_conv_bn_eval() -> None:
+    """ValueError if an mmcv ``ConvModule`` with ``efficient_conv_bn_eval=True`` is building this layer.
+
+    ConvModule builds its conv first and turns the mode on afterwards (``turn_on_efficient_conv_bn_eval``); the
+    layer cannot see its parent, so the flag is read from the ``ConvModule.__init__`` call that is building it
+    (a few frames up: ``build_conv_layer``, the registry). Anywhere else this finds nothing and returns.
+    """
+    conv_module = sys.modules.get('mmcv.cnn.bricks.conv_module')
+    if conv_module is None:  # mmcv's ConvModule never imported: it is not building us
+        return
+    code = conv_module.ConvModule.__init__.__code__
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return
+        if frame.f_code is code:
+            if frame.f_locals.get('efficient_conv_bn_eval'):
+                raise ValueError(_EFFICIENT_CONV_BN_EVAL)
+            return
+        frame = frame.f_back
 
 
 def _is_int(value) -> bool:
@@ -61,7 +90,14 @@ class GhostConv(nn.Module):
     the primary conv (the official one drops them); ``bias=False`` really removes the biases (the official one
     keeps both sub-convs' biases and adds an unused one). The cheap conv always zero-pads, as in the official one;
     ``padding_mode`` applies to the primary conv. Not supported: transposed, 1-D/3-D convs, and mmcv
-    ``ConvModule``'s ``efficient_conv_bn_eval`` (it needs a single conv weight).
+    ``ConvModule``'s ``efficient_conv_bn_eval`` (it needs a single conv weight): a ``ConvModule`` built with it
+    is refused (ValueError), and turning it on later fails at the first forward with the same message.
+
+    After :meth:`fold_norm` the layer is ``folded``: its state dict holds the norm inside (conv biases, and the
+    ``primary_scale``/``primary_shift`` it could not absorb). Loading a folded layer's weights into an unfolded
+    one, or the reverse, raises :class:`~mmghost.utils.CheckpointError` (also with ``strict=False``, which would
+    otherwise compute wrong outputs silently); put the model in deploy mode first (``deploy_model``) to load
+    deploy-mode weights.
 
     Args:
         in_channels (int): Input channels.
@@ -96,6 +132,7 @@ class GhostConv(nn.Module):
                  ratio: int = 2,
                  dw_size: int = 3):
         super().__init__()
+        _refuse_efficient_conv_bn_eval()
         for name, value in (('in_channels', in_channels), ('out_channels', out_channels)):
             if not _is_int(value) or value < 1:
                 raise ValueError(f'GhostConv: {name} must be an int >= 1, got {value!r}')
@@ -142,6 +179,8 @@ class GhostConv(nn.Module):
         # Set by fold_norm(): the per-channel scale/shift the primary conv could not absorb (see there).
         self.register_buffer('primary_scale', None)
         self.register_buffer('primary_shift', None)
+        self.built_with_bias = bias
+        self.folded = False  # set by fold_norm()
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -219,8 +258,10 @@ class GhostConv(nn.Module):
         b2 = (cheap.bias.double() if cheap.bias is not None else torch.zeros_like(a_g)) * a_g + t_g
         residual_scale = new_scale / absorbed  # 1 where absorbed
         residual_shift = new_shift
-        if self.dw_size == 1 and bool((residual_scale == 1).all()):
+        if self.dw_size == 1 and not self.built_with_bias and bool((residual_scale == 1).all()):
             # No padding: the shift goes into the primary bias and the cheap conv subtracts what it then reads.
+            # (Only for a layer built without biases: the biases folding adds mark its weights as folded; one built
+            # with them keeps ``primary_shift``, the mark that its state dict is a folded one.)
             b1 = b1 + residual_shift
             b2 = b2 - w2.flatten() * residual_shift[source]
             residual_shift = None
@@ -230,6 +271,40 @@ class GhostConv(nn.Module):
         self.primary_scale = (None if bool((residual_scale == 1).all()) else
                               residual_scale.to(dtype).view(1, -1, 1, 1))
         self.primary_shift = None if residual_shift is None else residual_shift.to(dtype).view(1, -1, 1, 1)
+        self.folded = True
+
+    def __setattr__(self, name, value):
+        # mmcv's ConvModule in efficient_conv_bn_eval mode swaps its conv's forward for one that reads
+        # ``conv.weight``, which a GhostConv does not have (the mode turned on after construction).
+        if name == 'forward' and getattr(getattr(value, 'func', None), '__name__', '') == \
+                'efficient_conv_bn_eval_forward':
+            raise ValueError(_EFFICIENT_CONV_BN_EVAL)
+        super().__setattr__(name, value)
+
+    def _holds_folded_norm(self, state_dict: dict, prefix: str) -> bool:
+        """Whether ``state_dict`` holds a folded GhostConv at ``prefix``: ``primary_shift``/``primary_scale``
+        (which folding a layer built with biases always leaves), or conv biases in a layer built without them (a
+        following norm's shift lives there after folding)."""
+        return (any(prefix + key in state_dict for key in ('primary_scale', 'primary_shift'))
+                or (not self.built_with_bias and prefix + 'primary_conv.bias' in state_dict))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        if prefix + 'primary_conv.weight' not in state_dict:  # not in this file: torch reports the missing keys
+            return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                                 unexpected_keys, error_msgs)
+        theirs = self._holds_folded_norm(state_dict, prefix)
+        if theirs and not self.folded:
+            raise CheckpointError(
+                f'GhostConv {prefix.rstrip(".") or "(root)"}: the weights are of a folded GhostConv (deploy mode, '
+                'its norm folded in), this layer is not folded: load the checkpoint of the model before deploy '
+                'mode, or put the model in deploy mode (mmghost.models.deploy_model) before loading')
+        if self.folded and not theirs:
+            raise CheckpointError(
+                f'GhostConv {prefix.rstrip(".") or "(root)"}: this layer is folded (deploy mode) and the weights '
+                'are of an unfolded GhostConv: load them before deploy_model, then put the model in deploy mode')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @staticmethod
     def _set_conv(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor):
