@@ -9,7 +9,8 @@ import torch.nn as nn
 from mmghost.models import GhostNet, GhostNetV2, GhostNetV3, deploy_model
 from mmghost.models.deploy_forms import TrunkForm, apply_deploy_form, ghost_layout
 
-FAMILY = [(GhostNet, dict(widen_factor=1.1)), (GhostNetV2, dict(widen_factor=1.0)), (GhostNetV3, dict(widen_factor=0.5))]
+FAMILY = [(GhostNet, dict(widen_factor=1.1)), (GhostNetV2, dict(widen_factor=1.0)),
+          (GhostNetV3, dict(widen_factor=0.5))]
 
 
 def _random_norms(model, seed=0):

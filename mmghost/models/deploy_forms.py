@@ -268,24 +268,39 @@ class FormBottleneck(nn.Module):
         return [o + s for o, s in zip(out, short)]
 
 
-def _restore(parts: List[torch.Tensor], layout: Layout) -> torch.Tensor:
-    """The original channels of a tensor in ``layout``: slices of each part's leading channels where the layout
-    allows (the Ghost layouts), otherwise a gather."""
-    pieces, order = [], []
-    for part, slots in zip(parts, layout):
-        valid = int((slots >= 0).sum())
-        if not bool((slots[:valid] >= 0).all()):
-            break
-        pieces.append(part if valid == len(slots) else part[:, :valid])
-        order.append(slots[:valid])
-    else:
-        order = torch.cat(order)
-        if torch.equal(order, torch.arange(len(order))):
-            return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
-    slots = torch.cat(layout)
-    positions = torch.argsort(torch.where(slots >= 0, slots, len(slots) + torch.arange(len(slots))))
-    positions = positions[:int((slots >= 0).sum())]
-    return torch.cat(parts, dim=1).index_select(1, positions.to(parts[0].device))
+def restore_plan(layout: Layout, max_slices: int = 4):
+    """How to get the original channels back from a tensor in ``layout``: ``('slices', [(part, start, stop)])``,
+    runs of consecutive channels to concatenate (the ``'padded'`` and ``'split'`` layouts: two), or, where that
+    would take more than ``max_slices`` runs (``'delta'``'s interleaving), ``('gather', positions)`` in the
+    parts' concatenation."""
+    where = {}
+    offset = 0
+    for k, slots in enumerate(layout):
+        for i, c in enumerate(slots.tolist()):
+            if c >= 0:
+                where[c] = (k, i, offset + i)
+        offset += len(slots)
+    runs = []
+    for c in range(len(where)):
+        k, i, _ = where[c]
+        if runs and runs[-1][0] == k and runs[-1][2] == i:
+            runs[-1][2] = i + 1
+        else:
+            runs.append([k, i, i + 1])
+    if len(runs) <= max_slices:
+        return 'slices', [tuple(run) for run in runs]
+    return 'gather', [where[c][2] for c in range(len(where))]
+
+
+def restore(parts: List[torch.Tensor], plan) -> torch.Tensor:
+    """The original channels of ``parts`` (see :func:`restore_plan`)."""
+    kind, values = plan
+    if kind == 'slices':
+        pieces = [parts[k] if (start, stop) == (0, parts[k].shape[1]) else parts[k][:, start:stop]
+                  for k, start, stop in values]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+    whole = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return whole.index_select(1, torch.tensor(values, device=whole.device))
 
 
 class TrunkForm(nn.Module):
@@ -317,7 +332,7 @@ class TrunkForm(nn.Module):
         # The stem feeds the first bottleneck's identity shortcut: it gets the layout of a Ghost module's output.
         layout = ghost_layout(stem_channels // 2, block, form)
         self.stem = FormConv(backbone.conv_stem, plain_layout(3), layout, backbone.act1)
-        self.layouts = [layout]  # layout of each output 0..num_stages
+        layouts = [layout]  # layout of each output 0..num_stages
         self.stages = nn.ModuleList()
         for stage, group_ids in enumerate(backbone.stage_groups, 1):
             layers = nn.ModuleList()
@@ -331,16 +346,17 @@ class TrunkForm(nn.Module):
                         layers.append(FormBottleneck(child, layout, block, form))
                         layout = layers[-1].layout
             self.stages.append(layers)
-            self.layouts.append(layout)
+            layouts.append(layout)
+        self.plans = [restore_plan(layout) for layout in layouts]
 
     def forward(self, x: torch.Tensor) -> tuple:
         parts = self.stem([x])
-        outs = [_restore(parts, self.layouts[0])] if 0 in self.out_indices else []
+        outs = [restore(parts, self.plans[0])] if 0 in self.out_indices else []
         for stage, layers in enumerate(self.stages, 1):
             for layer in layers:
                 parts = layer(parts)
             if stage in self.out_indices:
-                outs.append(_restore(parts, self.layouts[stage]))
+                outs.append(restore(parts, self.plans[stage]))
         return tuple(outs)
 
     def extra_repr(self) -> str:
