@@ -76,7 +76,9 @@ def build_mobilenetv2():
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
-    return fuse_conv_bn(randomize_norms(MODELS.build(dict(type='MobileNetV2', out_indices=(2, 4, 6))).eval()))
+    model = MODELS.build(dict(type='MobileNetV2', out_indices=(2, 4, 6)))
+    model.eval()  # mmdet's MobileNetV2.train() returns None
+    return fuse_conv_bn(randomize_norms(model))
 
 
 def build_models(case, forms):

@@ -140,3 +140,26 @@ def test_bad_form_arguments():
         deploy_model(GhostNet().eval(), form='fast')
     with pytest.raises(ValueError, match='channels_last'):
         apply_deploy_form(deploy_model(GhostNet().eval(), channels_last=True), 'split')
+
+
+@pytest.mark.parametrize('cls', [GhostNet, GhostNetV2], ids=lambda c: c.__name__)
+@pytest.mark.parametrize('form', ['padded', 'split'])
+def test_deploy_form_exports_to_onnx_and_onnxruntime_equals_eval_mode(tmp_path, cls, form):
+    """Standard ONNX ops only (default domain), and ONNX Runtime's outputs equal the eval-mode model's."""
+    onnx = pytest.importorskip('onnx', reason='onnx is an optional test extra')
+    ort = pytest.importorskip('onnxruntime', reason='onnxruntime is an optional test extra')
+    torch.manual_seed(0)
+    model = _random_norms(cls(out_indices=(1, 2, 3, 4)))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        refs = model(x)
+        deployed = deploy_model(copy.deepcopy(model), channels_last=False, form=form)
+        path = str(tmp_path / 'backbone.onnx')
+        torch.onnx.export(deployed, x, path, opset_version=13, input_names=['input'])
+    graph = onnx.load(path).graph
+    assert {node.domain for node in graph.node} <= {''}
+    if cls is GhostNet and form == 'split':  # (V2's gates concatenate shapes for their upsampling)
+        assert sum(node.op_type == 'Concat' for node in graph.node) == 4  # one per tap
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    outs = session.run(None, {'input': x.numpy()})
+    _assert_close_to_scale([torch.from_numpy(o) for o in outs], refs)
