@@ -18,6 +18,8 @@ with the same function and standard ONNX ops only:
   tensors (depthwise convs, SE gates and residual adds act on each half), and a conv that reads both halves is
   two convs whose outputs are added (ONNX Runtime fuses that ``Add`` into its blocked conv's sum input). Only
   the taps concatenate.
+* ``'mixed'``: ``'split'`` in the stem and stages 1-2 (strides 2-8, large maps, few channels), ``'padded'`` in
+  stages 3-4 (where a second conv per consumer costs more than the concatenation it saves).
 * ``'delta'``: no concatenation either: each Ghost module's cheap operation becomes one depthwise conv with channel
   multiplier 2 whose first output per channel is the identity (a delta kernel), the channels interleaved. ONNX
   Runtime does not take a grouped conv with multiplier 2 into its blocked layout (``TransformConv`` needs one
@@ -40,7 +42,10 @@ from .layers.dfc_attention import DFCAttention
 __all__ = ['DEPLOY_FORMS', 'TrunkForm', 'apply_deploy_form']
 
 #: Names of the forms :func:`apply_deploy_form` builds, and ``'plain'`` (the deployed trunk as it is).
-DEPLOY_FORMS = ('plain', 'padded', 'split', 'delta')
+DEPLOY_FORMS = ('plain', 'padded', 'split', 'mixed', 'delta')
+#: Form ``'mixed'``: ``'split'`` where the feature maps are large (stem, stages 1-2: strides 2-8), ``'padded'``
+#: deeper (strides 16-32), where a second conv per consumer costs more than the concatenation it saves.
+MIXED_STAGE_FORMS = {1: 'split', 2: 'split', 3: 'padded', 4: 'padded', 5: 'padded'}
 
 # A layout says where the channels of a tensor are: one LongTensor per part (the tensors that stand for it),
 # giving for each channel of the part the original channel it holds, or -1 for a zero channel.
@@ -309,7 +314,7 @@ class TrunkForm(nn.Module):
 
     Args:
         backbone: A family backbone in deploy mode, NCHW.
-        form (str): ``'padded'``, ``'split'`` or ``'delta'``.
+        form (str): ``'padded'``, ``'split'``, ``'mixed'`` or ``'delta'``.
         block (int): Pad the Ghost modules' halves to a multiple of this many channels (16 serves AVX-512's and
             AVX2's blocks; 1 pads nothing). Default: 16.
     """
@@ -329,8 +334,11 @@ class TrunkForm(nn.Module):
         stem_channels = backbone.conv_stem.out_channels
         if stem_channels % 2:
             raise UnsupportedForm(f'odd stem width {stem_channels}')
+        def stage_form(stage):
+            return MIXED_STAGE_FORMS[stage] if form == 'mixed' else form
+
         # The stem feeds the first bottleneck's identity shortcut: it gets the layout of a Ghost module's output.
-        layout = ghost_layout(stem_channels // 2, block, form)
+        layout = ghost_layout(stem_channels // 2, block, stage_form(1))
         self.stem = FormConv(backbone.conv_stem, plain_layout(3), layout, backbone.act1)
         layouts = [layout]  # layout of each output 0..num_stages
         self.stages = nn.ModuleList()
@@ -343,7 +351,7 @@ class TrunkForm(nn.Module):
                         layers.append(FormConv(conv, layout, plain_layout(conv.out_channels), act))
                         layout = plain_layout(conv.out_channels)
                     else:
-                        layers.append(FormBottleneck(child, layout, block, form))
+                        layers.append(FormBottleneck(child, layout, block, stage_form(stage)))
                         layout = layers[-1].layout
             self.stages.append(layers)
             layouts.append(layout)
