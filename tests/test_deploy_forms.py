@@ -35,7 +35,7 @@ def _assert_close_to_scale(outs, refs):
 
 
 @pytest.mark.parametrize('cls,kwargs', FAMILY, ids=lambda v: getattr(v, '__name__', ''))
-@pytest.mark.parametrize('form', ['padded', 'split', 'mixed', 'delta'])
+@pytest.mark.parametrize('form', ['padded', 'split', 'dup', 'delta'])
 @pytest.mark.parametrize('out_indices', [(1, 2, 3, 4), (0, 5)])
 def test_deploy_form_equals_eval_mode(cls, kwargs, form, out_indices):
     torch.manual_seed(0)

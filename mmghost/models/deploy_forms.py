@@ -18,8 +18,6 @@ with the same function and standard ONNX ops only:
   tensors (depthwise convs, SE gates and residual adds act on each half), and a conv that reads both halves is
   two convs whose outputs are added (ONNX Runtime fuses that ``Add`` into its blocked conv's sum input). Only
   the taps concatenate.
-* ``'mixed'``: ``'split'`` in the stem and stages 1-2 (strides 2-8, large maps, few channels), ``'padded'`` in
-  stages 3-4 (where a second conv per consumer costs more than the concatenation it saves).
 * ``'delta'``: no concatenation either: each Ghost module's cheap operation becomes one depthwise conv with channel
   multiplier 2 whose first output per channel is the identity (a delta kernel), the channels interleaved. ONNX
   Runtime does not take a grouped conv with multiplier 2 into its blocked layout (``TransformConv`` needs one
@@ -42,10 +40,7 @@ from .layers.dfc_attention import DFCAttention
 __all__ = ['DEPLOY_FORMS', 'TrunkForm', 'apply_deploy_form']
 
 #: Names of the forms :func:`apply_deploy_form` builds, and ``'plain'`` (the deployed trunk as it is).
-DEPLOY_FORMS = ('plain', 'padded', 'split', 'mixed', 'delta')
-#: Form ``'mixed'``: ``'split'`` where the feature maps are large (stem, stages 1-2: strides 2-8), ``'padded'``
-#: deeper (strides 16-32), where a second conv per consumer costs more than the concatenation it saves.
-MIXED_STAGE_FORMS = {1: 'split', 2: 'split', 3: 'padded', 4: 'padded', 5: 'padded'}
+DEPLOY_FORMS = ('plain', 'padded', 'split', 'dup', 'delta')
 
 # A layout says where the channels of a tensor are: one LongTensor per part (the tensors that stand for it),
 # giving for each channel of the part the original channel it holds, or -1 for a zero channel.
@@ -69,7 +64,7 @@ def ghost_layout(intrinsic: int, block: int, form: str) -> Layout:
     """The layout of a Ghost module's output of ``2 * intrinsic`` channels in ``form``: intrinsic maps and ghosts
     each padded to a multiple of ``block``; two parts (``'split'``), one (``'padded'``) or interleaved
     (``'delta'``)."""
-    first = _padded(torch.arange(intrinsic), block)
+    first = _padded(torch.arange(intrinsic), max(block // 2, 1) if form == 'dup' else block)
     second = torch.where(first >= 0, first + intrinsic, first)
     if form == 'delta':
         return [torch.stack([first, second], 1).flatten()]
@@ -174,22 +169,56 @@ class DeltaCheap(nn.Module):
 
     def __init__(self, cheap: nn.Conv2d, act: Optional[nn.Module], padded: torch.Tensor):
         super().__init__()
-        if act is not None and not isinstance(act, (nn.ReLU, nn.ReLU6, nn.Hardtanh)):
-            raise UnsupportedForm(f'form "delta" needs an idempotent activation, got {type(act).__name__}')
+        (delta, zero), (weight, bias) = _delta_and_cheap(cheap, act, padded, 'delta')
         m = len(padded)
-        weight = _pick(cheap.weight.detach(), padded, 0)
-        bias = _pick(cheap.bias.detach() if cheap.bias is not None else weight.new_zeros(cheap.out_channels),
-                     padded, 0)
-        delta = torch.zeros_like(weight)
-        kh, kw = weight.shape[-2:]
-        delta[:, :, kh // 2, kw // 2] = (padded >= 0).to(weight).view(-1, 1)
         self.conv = _conv_like(cheap, m, 2 * m, m, torch.stack([delta, weight], 1).flatten(0, 1),
-                               torch.stack([torch.zeros_like(bias), bias], 1).flatten())
+                               torch.stack([zero, bias], 1).flatten())
         self.act = act
 
     def forward(self, parts: List[torch.Tensor]) -> List[torch.Tensor]:
         out = self.conv(parts[0])
         return [self.act(out) if self.act is not None else out]
+
+
+def _delta_and_cheap(cheap: nn.Conv2d, act: Optional[nn.Module], slots: torch.Tensor, form: str):
+    """Weights and biases of a depthwise conv that passes the intrinsic maps through (delta kernels, zero bias)
+    and makes the ghosts, each on the channels ``slots`` (``-1``: zero)."""
+    if act is not None and not isinstance(act, (nn.ReLU, nn.ReLU6, nn.Hardtanh)):
+        raise UnsupportedForm(f'form {form!r} needs an idempotent activation, got {type(act).__name__}')
+    weight = _pick(cheap.weight.detach(), slots, 0)
+    bias = _pick(cheap.bias.detach() if cheap.bias is not None else weight.new_zeros(cheap.out_channels), slots, 0)
+    delta = torch.zeros_like(weight)
+    kh, kw = weight.shape[-2:]
+    delta[:, :, kh // 2, kw // 2] = (slots >= 0).to(weight).view(-1, 1)
+    return (delta, torch.zeros_like(bias)), (weight, bias)
+
+
+class DupCheap(nn.Module):
+    """Form ``'dup'``: the primary conv computes every intrinsic map twice (``[p; p]``), and one depthwise conv
+    (channel multiplier 1, which ONNX Runtime's blocked layout takes) passes the first copy through with delta
+    kernels and makes the ghosts from the second: ``[p; cheap(p)]`` without a concatenation. Costs a second
+    copy of the primary conv's output channels; exact for idempotent activations (ReLU, ReLU6, none)."""
+
+    def __init__(self, cheap: nn.Conv2d, act: Optional[nn.Module], half: torch.Tensor):
+        super().__init__()
+        (delta, zero), (weight, bias) = _delta_and_cheap(cheap, act, half, 'dup')
+        n = 2 * len(half)
+        self.conv = _conv_like(cheap, n, n, n, torch.cat([delta, weight]), torch.cat([zero, bias]))
+        self.act = act
+
+    def forward(self, parts: List[torch.Tensor]) -> List[torch.Tensor]:
+        out = self.conv(parts[0])
+        return [self.act(out) if self.act is not None else out]
+
+
+def module_form(intrinsic: int, block: int, form: str) -> str:
+    """The form of one Ghost module: ``form``, except that ``'split'`` takes ``'dup'`` where that pads less: a
+    module of at most ``block / 2`` intrinsic maps (GhostNet's first bottleneck: 8) would be split into two
+    half-empty blocks, while ``'dup'`` fills one block with both halves for the same primary conv outputs."""
+    half = max(block // 2, 1)
+    if form == 'split' and 2 * -(-intrinsic // half) * half <= -(-intrinsic // block) * block:
+        return 'dup'
+    return form
 
 
 class FormGhost(nn.Module):
@@ -200,20 +229,25 @@ class FormGhost(nn.Module):
         m = module.intrinsic_channels
         if module.ghost_channels != m or module.out_channels != 2 * m:
             raise UnsupportedForm(f'Ghost ratio other than 2 ({module.out_channels} channels from {m})')
-        intrinsic = [_padded(torch.arange(m), block)]
-        primary, primary_act = _unit(module.primary_conv)
-        self.primary = FormConv(primary, in_layout, intrinsic, primary_act)
-        cheap, cheap_act = _unit(module.cheap_operation)
-        self.form = form
-        self.cheap = (DeltaCheap(cheap, cheap_act, intrinsic[0]) if form == 'delta'
-                      else FormConv(cheap, intrinsic, intrinsic, cheap_act))
+        self.form = form = module_form(m, block, form)
         self.layout = ghost_layout(m, block, form)
+        primary, primary_act = _unit(module.primary_conv)
+        cheap, cheap_act = _unit(module.cheap_operation)
+        if form == 'dup':
+            half = self.layout[0][:len(self.layout[0]) // 2]
+            self.primary = FormConv(primary, in_layout, [torch.cat([half, half])], primary_act)
+            self.cheap = DupCheap(cheap, cheap_act, half)
+        else:
+            intrinsic = [_padded(torch.arange(m), block)]
+            self.primary = FormConv(primary, in_layout, intrinsic, primary_act)
+            self.cheap = (DeltaCheap(cheap, cheap_act, intrinsic[0]) if form == 'delta'
+                          else FormConv(cheap, intrinsic, intrinsic, cheap_act))
         gate = getattr(module, 'short_conv', None)
         self.gate = FormGate(gate, in_layout, self.layout) if gate is not None else None
 
     def forward(self, parts: List[torch.Tensor]) -> List[torch.Tensor]:
         intrinsic = self.primary(parts)[0]
-        if self.form == 'delta':
+        if self.form in ('delta', 'dup'):
             outs = self.cheap([intrinsic])
         else:
             ghosts = self.cheap([intrinsic])[0]
@@ -314,7 +348,7 @@ class TrunkForm(nn.Module):
 
     Args:
         backbone: A family backbone in deploy mode, NCHW.
-        form (str): ``'padded'``, ``'split'``, ``'mixed'`` or ``'delta'``.
+        form (str): ``'padded'``, ``'split'``, ``'dup'`` or ``'delta'``.
         block (int): Pad the Ghost modules' halves to a multiple of this many channels (16 serves AVX-512's and
             AVX2's blocks; 1 pads nothing). Default: 16.
     """
@@ -334,11 +368,8 @@ class TrunkForm(nn.Module):
         stem_channels = backbone.conv_stem.out_channels
         if stem_channels % 2:
             raise UnsupportedForm(f'odd stem width {stem_channels}')
-        def stage_form(stage):
-            return MIXED_STAGE_FORMS[stage] if form == 'mixed' else form
-
         # The stem feeds the first bottleneck's identity shortcut: it gets the layout of a Ghost module's output.
-        layout = ghost_layout(stem_channels // 2, block, stage_form(1))
+        layout = ghost_layout(stem_channels // 2, block, module_form(stem_channels // 2, block, form))
         self.stem = FormConv(backbone.conv_stem, plain_layout(3), layout, backbone.act1)
         layouts = [layout]  # layout of each output 0..num_stages
         self.stages = nn.ModuleList()
@@ -351,7 +382,7 @@ class TrunkForm(nn.Module):
                         layers.append(FormConv(conv, layout, plain_layout(conv.out_channels), act))
                         layout = plain_layout(conv.out_channels)
                     else:
-                        layers.append(FormBottleneck(child, layout, block, stage_form(stage)))
+                        layers.append(FormBottleneck(child, layout, block, form))
                         layout = layers[-1].layout
             self.stages.append(layers)
             layouts.append(layout)
