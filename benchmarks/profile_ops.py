@@ -95,9 +95,11 @@ def build_models(case, forms):
 
 def export_onnx(model, shape, path):
     import torch
+    from tools.export_onnx import LEGACY_EXPORTER
     x = torch.randn(1, 3, *shape)
     with torch.no_grad():
-        torch.onnx.export(model, x, path, opset_version=13, input_names=['input'], do_constant_folding=True)
+        torch.onnx.export(model, x, path, opset_version=13, input_names=['input'], do_constant_folding=True,
+                          **LEGACY_EXPORTER)
     return path
 
 

@@ -148,6 +148,7 @@ def test_deploy_form_exports_to_onnx_and_onnxruntime_equals_eval_mode(tmp_path, 
     """Standard ONNX ops only (default domain), and ONNX Runtime's outputs equal the eval-mode model's."""
     onnx = pytest.importorskip('onnx', reason='onnx is an optional test extra')
     ort = pytest.importorskip('onnxruntime', reason='onnxruntime is an optional test extra')
+    import export_onnx  # tools/export_onnx.py (its exporter switch for torch >= 2.5)
     torch.manual_seed(0)
     model = _random_norms(cls(out_indices=(1, 2, 3, 4)))
     x = torch.randn(1, 3, 64, 96)
@@ -155,7 +156,7 @@ def test_deploy_form_exports_to_onnx_and_onnxruntime_equals_eval_mode(tmp_path, 
         refs = model(x)
         deployed = deploy_model(copy.deepcopy(model), channels_last=False, form=form)
         path = str(tmp_path / 'backbone.onnx')
-        torch.onnx.export(deployed, x, path, opset_version=13, input_names=['input'])
+        torch.onnx.export(deployed, x, path, opset_version=13, input_names=['input'], **export_onnx.LEGACY_EXPORTER)
     graph = onnx.load(path).graph
     assert {node.domain for node in graph.node} <= {''}
     if cls is GhostNet and form == 'split':  # (V2's gates concatenate shapes for their upsampling)

@@ -14,16 +14,25 @@ with the same function and standard ONNX ops only:
   both halves of its concatenation fill whole blocks; each consumer (depthwise conv, SE, DFC gate, next
   primary conv, shortcut convs, residual adds) gets zero weights at the padded positions, and the taps return
   the original channels.
-* ``'split'``: ``'padded'`` without the concatenations: the two halves of every Ghost module travel as two
-  tensors (depthwise convs, SE gates and residual adds act on each half), and a conv that reads both halves is
-  two convs whose outputs are added (ONNX Runtime fuses that ``Add`` into its blocked conv's sum input). Only
-  the taps concatenate.
-* ``'delta'``: no concatenation either: each Ghost module's cheap operation becomes one depthwise conv with channel
-  multiplier 2 whose first output per channel is the identity (a delta kernel), the channels interleaved. ONNX
-  Runtime does not take a grouped conv with multiplier 2 into its blocked layout (``TransformConv`` needs one
-  input channel per group *and* as many outputs as groups), so this form keeps for comparison only.
+* ``'split'`` (what :func:`~mmghost.models.deploy_model` uses for ONNX export): ``'padded'`` without the
+  concatenations: the two halves of every Ghost module travel as two tensors (depthwise convs, SE gates and
+  residual adds act on each half), and a conv that reads both halves is two convs whose outputs are added (ONNX
+  Runtime fuses that ``Add`` into its blocked conv's sum input). Only the taps concatenate. A module of at most
+  ``block / 2`` intrinsic maps (GhostNet's first bottleneck, at the largest resolution) takes ``'dup'`` instead,
+  which fills one block with both halves rather than two blocks half empty.
+* ``'dup'``: the primary conv computes the intrinsic maps twice and one depthwise conv (multiplier 1) passes the
+  first copy through with delta kernels and makes the ghosts from the second: no concatenation, one tensor,
+  halves padded to ``block / 2``, but twice the primary conv's outputs.
+* ``'delta'``: each Ghost module's cheap operation becomes one depthwise conv with channel multiplier 2 whose
+  first output per channel is the identity (a delta kernel), the channels interleaved. ONNX Runtime does not
+  take a grouped conv with multiplier 2 into its blocked layout (``TransformConv`` needs one input channel per
+  group *and* as many outputs as groups), so it reorders around every one of them: measured, not recommended.
 
-Outputs equal the deployed trunk's up to float rounding (the zero channels contribute exact zeros). Padding
+``'dup'`` and ``'delta'`` apply the cheap operation's activation to the intrinsic maps a second time, so they
+(and ``'split'``'s small modules) need an idempotent activation (ReLU, ReLU6, none: the family's).
+docs/deploy.md ("Where the time goes") has the measurements.
+
+Outputs equal the deployed trunk's up to float rounding (zero channels and delta kernels are exact). Padding
 adds channels the blocked layout would have padded anyway for a conv's output; it is not free where a runtime
 does not use blocks (PyTorch NCHW, channels_last): :func:`deploy_model` applies a form only for NCHW on the CPU,
 the layout ONNX export uses. Supported: every family backbone (GhostNet, GhostNetV2 with its DFC gates,
