@@ -38,7 +38,7 @@ does not use blocks (PyTorch NCHW, channels_last): :func:`deploy_model` applies 
 the layout ONNX export uses. Supported: every family backbone (GhostNet, GhostNetV2 with its DFC gates,
 GhostNetV3 after re-parameterisation) with Ghost ratio 2; anything else keeps the plain form.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -50,6 +50,9 @@ __all__ = ['DEPLOY_FORMS', 'TrunkForm', 'apply_deploy_form']
 
 #: Names of the forms :func:`apply_deploy_form` builds, and ``'plain'`` (the deployed trunk as it is).
 DEPLOY_FORMS = ('plain', 'padded', 'split', 'dup', 'delta')
+
+# Activations a(a(x)) = a(x): the delta kernels of 'dup' and 'delta' pass intrinsic maps through them again.
+IDEMPOTENT = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
 
 # A layout says where the channels of a tensor are: one LongTensor per part (the tensors that stand for it),
 # giving for each channel of the part the original channel it holds, or -1 for a zero channel.
@@ -71,8 +74,8 @@ def _padded(slots: torch.Tensor, block: int) -> torch.Tensor:
 
 def ghost_layout(intrinsic: int, block: int, form: str) -> Layout:
     """The layout of a Ghost module's output of ``2 * intrinsic`` channels in ``form``: intrinsic maps and ghosts
-    each padded to a multiple of ``block``; two parts (``'split'``), one (``'padded'``) or interleaved
-    (``'delta'``)."""
+    each padded to a multiple of ``block`` (``'dup'``: ``block / 2``); two parts (``'split'``), one (``'padded'``,
+    ``'dup'``) or interleaved (``'delta'``)."""
     first = _padded(torch.arange(intrinsic), max(block // 2, 1) if form == 'dup' else block)
     second = torch.where(first >= 0, first + intrinsic, first)
     if form == 'delta':
@@ -118,8 +121,8 @@ class FormConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, in_layout: Layout, out_layout: Layout, act: Optional[nn.Module] = None):
         super().__init__()
-        if type(conv) is not nn.Conv2d:
-            raise UnsupportedForm(f'{type(conv).__name__} is not a plain nn.Conv2d')
+        if type(conv) is not nn.Conv2d or conv.padding_mode != 'zeros':
+            raise UnsupportedForm(f'{type(conv).__name__} is not a plain, zero-padded nn.Conv2d')
         weight = conv.weight.detach()
         bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(conv.out_channels)
         self.depthwise = conv.groups > 1
@@ -170,6 +173,19 @@ class FormGate(nn.Module):
         return [F.interpolate(p.sigmoid(), size=size, mode='nearest') for p in parts]
 
 
+def _delta_and_cheap(cheap: nn.Conv2d, act: Optional[nn.Module], slots: torch.Tensor, form: str):
+    """Weights and biases of a depthwise conv that passes the intrinsic maps through (delta kernels, zero bias)
+    and makes the ghosts, each on the channels ``slots`` (``-1``: zero)."""
+    if act is not None and not isinstance(act, IDEMPOTENT):
+        raise UnsupportedForm(f'form {form!r} needs an idempotent activation, got {type(act).__name__}')
+    weight = _pick(cheap.weight.detach(), slots, 0)
+    bias = _pick(cheap.bias.detach() if cheap.bias is not None else weight.new_zeros(cheap.out_channels), slots, 0)
+    delta = torch.zeros_like(weight)
+    kh, kw = weight.shape[-2:]
+    delta[:, :, kh // 2, kw // 2] = (slots >= 0).to(weight).view(-1, 1)
+    return (delta, torch.zeros_like(bias)), (weight, bias)
+
+
 class DeltaCheap(nn.Module):
     """Form ``'delta'``: intrinsic maps and ghosts from one depthwise conv with channel multiplier 2, whose first
     output per channel is the identity (a delta kernel), so no concatenation; channels come interleaved
@@ -187,19 +203,6 @@ class DeltaCheap(nn.Module):
     def forward(self, parts: List[torch.Tensor]) -> List[torch.Tensor]:
         out = self.conv(parts[0])
         return [self.act(out) if self.act is not None else out]
-
-
-def _delta_and_cheap(cheap: nn.Conv2d, act: Optional[nn.Module], slots: torch.Tensor, form: str):
-    """Weights and biases of a depthwise conv that passes the intrinsic maps through (delta kernels, zero bias)
-    and makes the ghosts, each on the channels ``slots`` (``-1``: zero)."""
-    if act is not None and not isinstance(act, (nn.ReLU, nn.ReLU6, nn.Hardtanh)):
-        raise UnsupportedForm(f'form {form!r} needs an idempotent activation, got {type(act).__name__}')
-    weight = _pick(cheap.weight.detach(), slots, 0)
-    bias = _pick(cheap.bias.detach() if cheap.bias is not None else weight.new_zeros(cheap.out_channels), slots, 0)
-    delta = torch.zeros_like(weight)
-    kh, kw = weight.shape[-2:]
-    delta[:, :, kh // 2, kw // 2] = (slots >= 0).to(weight).view(-1, 1)
-    return (delta, torch.zeros_like(bias)), (weight, bias)
 
 
 class DupCheap(nn.Module):
@@ -220,12 +223,14 @@ class DupCheap(nn.Module):
         return [self.act(out) if self.act is not None else out]
 
 
-def module_form(intrinsic: int, block: int, form: str) -> str:
+def module_form(intrinsic: int, block: int, form: str, act: Optional[nn.Module] = None) -> str:
     """The form of one Ghost module: ``form``, except that ``'split'`` takes ``'dup'`` where that pads less: a
     module of at most ``block / 2`` intrinsic maps (GhostNet's first bottleneck: 8) would be split into two
-    half-empty blocks, while ``'dup'`` fills one block with both halves for the same primary conv outputs."""
+    half-empty blocks, while ``'dup'`` fills one block with both halves for the same primary conv outputs (if
+    its cheap operation's activation ``act`` is idempotent)."""
     half = max(block // 2, 1)
-    if form == 'split' and 2 * -(-intrinsic // half) * half <= -(-intrinsic // block) * block:
+    fewer_channels = 2 * -(-intrinsic // half) * half <= -(-intrinsic // block) * block
+    if form == 'split' and fewer_channels and (act is None or isinstance(act, IDEMPOTENT)):
         return 'dup'
     return form
 
@@ -238,10 +243,10 @@ class FormGhost(nn.Module):
         m = module.intrinsic_channels
         if module.ghost_channels != m or module.out_channels != 2 * m:
             raise UnsupportedForm(f'Ghost ratio other than 2 ({module.out_channels} channels from {m})')
-        self.form = form = module_form(m, block, form)
-        self.layout = ghost_layout(m, block, form)
         primary, primary_act = _unit(module.primary_conv)
         cheap, cheap_act = _unit(module.cheap_operation)
+        self.form = form = module_form(m, block, form, cheap_act)
+        self.layout = ghost_layout(m, block, form)
         if form == 'dup':
             half = self.layout[0][:len(self.layout[0]) // 2]
             self.primary = FormConv(primary, in_layout, [torch.cat([half, half])], primary_act)
