@@ -21,8 +21,8 @@ are exported with ``torch.onnx.export`` (opset 13, static shape). Profiles:
 * PyTorch: ``torch.profiler`` on the eager deploy mode (GhostNet: ``deploy_model()``'s default, channels_last on
   the CPU; MobileNetV2: BN folded, NCHW), self CPU time by ``aten::`` op.
 
-Writes ``benchmarks/results/profile_ops.json``: per case, model and runtime the mean time per run and the time and
-share per op type. The machine may be shared: the shares are what to read, the absolute times drift.
+Writes ``benchmarks/results/profile_ops.json``: per case and model the exported graph's conv work (GMACs, conv
+nodes) and per runtime the median time per run and the time and share per op type. The machine may be shared: the shares are what to read, the absolute times drift.
 """
 import argparse
 import collections
@@ -45,8 +45,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
     parser.add_argument('--forms', nargs='+', default=['plain', 'split'], help='GhostNet deploy forms to profile')
-    parser.add_argument('--runtimes', nargs='+', default=['ort', 'openvino', 'torch'],
-                        choices=['ort', 'openvino', 'torch'])
+    parser.add_argument('--runtimes', nargs='*', default=['ort', 'openvino', 'torch'],
+                        choices=['ort', 'openvino', 'torch'], help='none: only count the exported graphs\' conv work')
     parser.add_argument('--runs', type=int, default=8, help='profiled runs per model (after 2 warm-up runs)')
     parser.add_argument('--out', default=osp.join(ROOT, 'benchmarks', 'results', 'profile_ops.json'))
     return parser.parse_args(argv)
@@ -101,6 +101,20 @@ def export_onnx(model, shape, path):
         torch.onnx.export(model, x, path, opset_version=13, input_names=['input'], do_constant_folding=True,
                           **LEGACY_EXPORTER)
     return path
+
+
+def conv_work(path):
+    """Multiply-accumulates of the graph's convs (output elements x input channels per group x kernel area, from
+    ONNX shape inference: what a runtime computes, zero channels included) and the number of conv nodes."""
+    import numpy as np
+    import onnx
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.output)}
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == 'Conv']
+    macs = sum(int(np.prod(shapes[n.output[0]])) * int(np.prod(weights[n.input[1]][1:])) for n in convs)
+    return dict(conv_gmacs=round(macs / 1e9, 3), conv_nodes=len(convs), nodes=len(model.graph.node))
 
 
 def ort_session(path, profile=False, level=None):
@@ -232,6 +246,8 @@ def main(argv=None):
             for name, (eager, exported) in build_models(case, args.forms).items():
                 case_results[name] = {}
                 path = export_onnx(exported, shape, osp.join(tmp, f'{case}-{name}.onnx'))
+                case_results[name]['graph'] = conv_work(path)
+                print(f'{case:9s} {name:24s} graph     {case_results[name]["graph"]}', flush=True)
                 if 'ort' in runtimes:
                     case_results[name]['ort'] = profile_ort(path, x, args.runs)
                 if 'openvino' in runtimes:
@@ -239,7 +255,8 @@ def main(argv=None):
                 if 'torch' in runtimes and eager is not None:
                     case_results[name]['torch'] = profile_torch(eager, torch.from_numpy(x), args.runs)
                 for runtime, result in case_results[name].items():
-                    print_top(case, name, runtime, result)
+                    if runtime != 'graph':
+                        print_top(case, name, runtime, result)
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=1)
