@@ -69,26 +69,51 @@ def fuse_ghost_conv_norm(model: nn.Module) -> int:
     return folded
 
 
-def deploy_model(model: nn.Module, channels_last: Optional[bool] = None, strict: bool = False) -> nn.Module:
+def deploy_model(model: nn.Module, channels_last: Optional[bool] = None, strict: bool = False,
+                 form: str = 'auto', block: int = 16) -> nn.Module:
     """Put a model in deploy mode, in place: fold the norms after its ``GhostConv`` layers
-    (:func:`fuse_ghost_conv_norm`) and call its backbone's ``switch_to_deploy`` (mmghost's family backbones:
-    norms folded, V3 re-parameterised, memory layout). Eval-mode outputs stay equal up to float rounding.
+    (:func:`fuse_ghost_conv_norm`), call its backbone's ``switch_to_deploy`` (mmghost's family backbones:
+    norms folded, V3 re-parameterised, memory layout) and give an NCHW family backbone a graph form for ONNX
+    runtimes (:mod:`mmghost.models.deploy_forms`). Eval-mode outputs stay equal up to float rounding.
 
     Args:
         model (nn.Module): A detector or classifier (its ``backbone`` is used), or a backbone itself.
         channels_last (bool, optional): Passed to the backbone's ``switch_to_deploy``. Default: None (its choice).
         strict (bool): Raise TypeError if there is nothing to do (no family backbone, no ``GhostConv`` norm to
             fold). Default: False.
+        form (str): Graph form of a family backbone's trunk: ``'plain'`` (the deployed modules as they are),
+            ``'padded'`` or ``'split'`` (see :mod:`mmghost.models.deploy_forms`), or ``'auto'``: ``'split'``
+            when the backbone ends up NCHW on the CPU (the ONNX export case: ``tools/deploy.py``,
+            ``tools/export_onnx.py --deploy``), ``'plain'`` otherwise (channels_last PyTorch, CUDA), and
+            ``'plain'`` for trunks the forms do not cover (Ghost ratio other than 2). Heads, necks and
+            ``GhostConv`` layers keep their plain form. Default: ``'auto'``.
+        block (int): Channel block the forms pad the Ghost modules' halves to (16 fits AVX-512's and AVX2's
+            blocked layouts). Default: 16.
 
     Returns:
         nn.Module: ``model``.
     """
+    from .deploy_forms import DEPLOY_FORMS, UnsupportedForm, apply_deploy_form
+    if form != 'auto' and form not in DEPLOY_FORMS:
+        raise ValueError(f'form must be "auto" or one of {DEPLOY_FORMS}, got {form!r}')
     folded = fuse_ghost_conv_norm(model)
     if folded:
         print_log(f'{type(model).__name__}: folded {folded} batch norms into GhostConv layers', logger='current')
     backbone = getattr(model, 'backbone', model)
     if hasattr(backbone, 'switch_to_deploy'):
         backbone.switch_to_deploy(channels_last=channels_last)
+        if hasattr(backbone, 'stage_groups'):  # a family backbone (GhostNetBase)
+            on_cpu = next(backbone.parameters()).device.type == 'cpu'
+            chosen = form if form != 'auto' else ('split' if on_cpu and not backbone.channels_last else 'plain')
+            try:
+                if apply_deploy_form(backbone, chosen, block):
+                    print_log(f'{type(backbone).__name__}: deploy form {chosen!r} (block {block})', logger='current')
+            except UnsupportedForm as e:
+                if form != 'auto':
+                    raise
+                print_log(f'{type(backbone).__name__}: plain deploy form ({e})', logger='current')
+        elif form not in ('auto', 'plain'):
+            raise ValueError(f'form {form!r} needs a GhostNet-family backbone, got {type(backbone).__name__}')
     elif strict and not folded:
         raise TypeError(f'{type(backbone).__name__} has no switch_to_deploy() and {type(model).__name__} has no '
                         'GhostConv followed by a batch norm: there is nothing to put in deploy mode')

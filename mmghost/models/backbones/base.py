@@ -332,6 +332,9 @@ class GhostNetBase(BaseModule):
             indices: Output indices, sorted, each at most :attr:`num_stages`. Default: :attr:`out_indices`.
         """
         indices = self.out_indices if indices is None else tuple(indices)
+        form = getattr(self, 'deploy_form', None)  # mmghost.models.deploy_forms (set by deploy_model)
+        if form is not None and indices == form.out_indices:
+            return list(form(x))
         if indices and indices[-1] > self.num_stages:
             raise ValueError(f'output {indices[-1]} is not built (out_indices {self.out_indices} build stages up '
                              f'to {self.num_stages})')
@@ -387,6 +390,8 @@ class GhostNetBase(BaseModule):
             print_log(f'{type(self).__name__}: folded batch norms into convs (deploy mode)', logger='current')
         if channels_last is None:
             channels_last = default_channels_last(next(self.parameters()).device)
+        if channels_last and getattr(self, 'deploy_form', None) is not None:
+            del self.deploy_form  # the graph forms are for NCHW (mmghost.models.deploy_forms)
         self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         self.channels_last = channels_last
         return self
