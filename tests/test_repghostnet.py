@@ -25,6 +25,8 @@ TIMM_NAMES = {0.5: 'repghostnet_050', 0.58: 'repghostnet_058', 0.8: 'repghostnet
 # The official README's table (ChengpengChen/RepGhost): parameters of the ImageNet classifiers (1280-d conv_head and
 # 1000-class head included), in millions, rounded to 0.1M there.
 README_PARAMS_M = {0.5: 2.3, 0.58: 2.5, 0.8: 3.3, 1.0: 4.1, 1.11: 4.5, 1.3: 5.5, 1.5: 6.6, 2.0: 9.8}
+# The same table's FLOPs (multiply-adds at 224x224 of the deployed classifiers), in millions.
+README_FLOPS_M = {0.5: 43, 0.58: 60, 0.8: 96, 1.0: 142, 1.11: 170, 1.3: 231, 1.5: 301, 2.0: 516}
 # Every published width (all eight together take about 15 s on 2 cores).
 WIDTHS = [pytest.param(w, id=TIMM_NAMES[w]) for w in TIMM_NAMES]
 # The official cfgs: output channels of each group's last bottleneck and the expansion of every bottleneck.
@@ -181,6 +183,15 @@ def test_convert_weights_reads_the_official_file_and_verifies_against_timm(timm_
 def test_classifier_parameters_are_the_official_readme_figures(widen_factor):
     classifier = RepGhostNetClassifier(widen_factor=widen_factor)
     assert round(sum(p.numel() for p in classifier.parameters()) / 1e6, 1) == README_PARAMS_M[widen_factor]
+
+
+@pytest.mark.parametrize('widen_factor', [pytest.param(w, marks=[] if w in (1.0, 1.11) else [pytest.mark.slow])
+                                          for w in README_FLOPS_M])
+def test_deployed_classifier_flops_within_1_percent_of_the_official_readme(widen_factor):
+    import get_flops  # tools/get_flops.py: mmengine's counter, multiply-adds
+    classifier = RepGhostNetClassifier(widen_factor=widen_factor).switch_to_deploy(channels_last=False)
+    flops = get_flops.backbone_complexity(classifier)['flops']
+    assert abs(flops / (README_FLOPS_M[widen_factor] * 1e6) - 1) < 0.01, flops
 
 
 @pytest.mark.parametrize('widen_factor', [0.5, 0.58, 1.11, 2.0])
