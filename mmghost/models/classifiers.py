@@ -74,8 +74,8 @@ class GhostNetV3Classifier(ImageNetClassifierMixin, GhostNetV3):
 
 
 class RepGhostNetClassifier(ImageNetClassifierMixin, RepGhostNet):
-    """RepGhostNet ImageNet network (timm ``repghostnet_050`` ... ``repghostnet_200``; official
-    ``repghostnet_1_0x_...pth.tar``; ``reparameterized=True`` for the official deploy-form files)."""
+    """RepGhostNet ImageNet network (timm ``repghostnet_050`` ... ``repghostnet_200``; the official
+    ChengpengChen/RepGhost files; ``reparameterized=True`` for the official deploy-form files)."""
 
 
 def classifier_class(backbone: Union[str, type]) -> type:

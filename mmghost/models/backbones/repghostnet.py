@@ -64,7 +64,7 @@ class RepGhostNet(GhostNetBase):
         memory_efficient (bool): Recompute every RepGhost module's cheap operation and sum in backward instead
             of storing them (same results, gradients and statistics). Default: True.
         init_cfg (dict or list[dict], optional): Initialization config, e.g. ``dict(type='SafePretrained',
-            checkpoint='repghostnet_1_11x_43M_75.1.pth.tar')`` (official or timm weights; a detector
+            checkpoint='checkpoints/repghostnet_1.11x_imagenet.pth')`` (official or timm weights; a detector
             checkpoint with ``prefix='backbone.'``). Default: None.
     """
 
