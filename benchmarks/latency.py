@@ -112,6 +112,9 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--repeats', type=int, help='timed runs per case in every block (default: per block)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed runs per case first (default 1)')
+    parser.add_argument('--openvino-dynamic', action='store_true',
+                        help='also time OpenVINO on the graph with dynamic input sizes as it is (runtime '
+                        '"openvino-dynamic"), against its default of compiling it for the input shape')
     parser.add_argument('--out', default=osp.join(ROOT, 'benchmarks', 'results', 'latency_cpu.json'))
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'latency'),
                         help='configs, checkpoints, images and exported models are written here')
@@ -164,7 +167,9 @@ def build_backbone(name):
     try:
         if cfg['type'].startswith('mmpretrain.'):
             import mmpretrain.models  # noqa: F401  registers mmpretrain's backbones (scope 'mmpretrain')
-        return MODELS.build(cfg).eval(), None
+        model = MODELS.build(cfg)
+        model.eval()  # not `MODELS.build(cfg).eval()`: mmdet's MobileNetV2.train() returns None
+        return model, None
     except Exception as e:  # noqa: BLE001  (a missing package, an unregistered type: recorded, not fatal)
         return None, f'{type(e).__name__}: {e}'.splitlines()[0][:300]
 
@@ -188,6 +193,8 @@ def prepare_backbone(name, shapes, work):
     except ValueError:  # no deploy mode of ours: exported as it is; ONNX Runtime and OpenVINO fold its norms
         module, _ = exportable(holder, backbone_only=True, deploy=False)
         exported_as = 'tools/export_onnx.py --backbone-only'
+    # exportable() returns `backbone.eval()`, which is None for mmdet's MobileNetV2 (its train() returns nothing)
+    module = holder.backbone if module is None else module
     onnx_file = osp.join(work, f'{name}.onnx')
     start = time.perf_counter()
     export(module, onnx_file, shape=shapes[0], opset=DEFAULT_OPSET)
@@ -197,7 +204,7 @@ def prepare_backbone(name, shapes, work):
                           params=sum(p.numel() for p in model.parameters())))
 
 
-def backbone_cases(prepared, shape, threads):
+def backbone_cases(prepared, shape, threads, openvino_dynamic=False):
     import numpy as np
     import torch
 
@@ -217,8 +224,11 @@ def backbone_cases(prepared, shape, threads):
 
         cases[f'{name}|eager'] = torch_case(p['model'])
         cases[f'{name}|deploy'] = torch_case(p['deploy'])
-        for runtime, engine in (('onnxruntime', OnnxRuntimeEngine), ('openvino', OpenVINOEngine)):
-            built = engine(p['onnx'], num_threads=threads)
+        engines = [('onnxruntime', OnnxRuntimeEngine, {}), ('openvino', OpenVINOEngine, {})]
+        if openvino_dynamic:
+            engines.append(('openvino-dynamic', OpenVINOEngine, dict(static_shapes=False)))
+        for runtime, engine, options in engines:
+            built = engine(p['onnx'], num_threads=threads, **options)
             cases[f'{name}|{runtime}'] = lambda built=built: len(built(array))
     return cases
 
@@ -283,7 +293,7 @@ def prepare_detector(name, image_size, work, quick):
                           params=sum(p.numel() for p in model.parameters())))
 
 
-def detector_cases(prepared, threads):
+def detector_cases(prepared, threads, openvino_dynamic=False):
     from mmdet.apis import inference_detector
 
     from mmghost.deploy import Detector
@@ -291,9 +301,12 @@ def detector_cases(prepared, threads):
     for name, p in prepared.items():
         cases[f'{name}|eager'] = lambda p=p: len(inference_detector(p['model'], p['image']).pred_instances)
         cases[f'{name}|deploy'] = lambda p=p: len(inference_detector(p['deploy'], p['image']).pred_instances)
-        for engine in ('onnxruntime', 'openvino'):
-            detector = Detector(p['model_dir'], engine=engine, num_threads=threads)
-            cases[f'{name}|{engine}'] = lambda d=detector, p=p: len(d(p['image']).boxes)
+        engines = [('onnxruntime', 'onnxruntime', None), ('openvino', 'openvino', None)]
+        if openvino_dynamic:
+            engines.append(('openvino-dynamic', 'openvino', dict(static_shapes=False)))
+        for runtime, engine, options in engines:
+            detector = Detector(p['model_dir'], engine=engine, num_threads=threads, engine_options=options)
+            cases[f'{name}|{runtime}'] = lambda d=detector, p=p: len(d(p['image']).boxes)
     return cases
 
 
@@ -357,7 +370,8 @@ def run_block(block, args, results):
     out['prepare_seconds'] = round(time.perf_counter() - start, 1)
     for threads in args.threads:
         set_threads(threads)
-        cases = backbone_cases(prepared, size, threads) if kind == 'backbone' else detector_cases(prepared, threads)
+        cases = (backbone_cases(prepared, size, threads, args.openvino_dynamic) if kind == 'backbone'
+                 else detector_cases(prepared, threads, args.openvino_dynamic))
         print(f'[{block}] timing {len(cases)} cases, {threads} thread(s), {repeats} rounds', flush=True)
         out['threads'][str(threads)] = time_block(cases, peer, repeats, args.warmup)
         del cases

@@ -118,7 +118,7 @@ def test_detector_refuses_an_unknown_engine_and_openvino_int8(tmp_path):
     from mmghost.deploy import Detector
     with pytest.raises(ValueError, match="engine must be one of \\['onnxruntime', 'openvino'\\]"):
         Detector(tmp_path, engine='tensorrt')
-    with pytest.raises(ValueError, match='fp32 only'):
+    with pytest.raises(ValueError, match="runs precision='fp32' only"):
         Detector(tmp_path, precision='int8', engine='openvino')
     with pytest.raises(ValueError, match="providers are ONNX Runtime's"):
         Detector(tmp_path, engine='openvino', providers=['CPUExecutionProvider'])

@@ -66,11 +66,13 @@ class Detector:
         providers: ONNX Runtime execution providers (None: CPU). ONNX Runtime only.
         engine: ``'onnxruntime'`` (the default) or ``'openvino'`` (CPU, fp32, the graph compiled per input
             shape: :class:`~mmghost.deploy.engines.OpenVINOEngine`).
+        engine_options: More keyword arguments of the engine's class (OpenVINO: ``static_shapes``,
+            ``cache_size``).
     """
 
     def __init__(self, model_dir: Union[str, os.PathLike], precision: str = 'fp32',
                  num_threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-                 engine: str = 'onnxruntime'):
+                 engine: str = 'onnxruntime', engine_options: Optional[dict] = None):
         self.model_dir = os.fspath(model_dir)
         network_file = model_file(self.model_dir, engine, precision)  # checks engine and precision
         if engine == 'openvino' and precision != 'fp32':
@@ -95,7 +97,7 @@ class Detector:
                 meta = json.load(f)
         self.classes = meta.get('classes')
         self.clip_border = bool(meta.get('clip_border', True))
-        kwargs = dict(num_threads=num_threads)
+        kwargs = dict(engine_options or {}, num_threads=num_threads)
         if engine == 'onnxruntime':
             kwargs['providers'] = providers
         self.engine = ENGINES[engine](network_file, **kwargs)
