@@ -1,4 +1,8 @@
-"""benchmarks/latency.py --quick: every row, runtime and thread count runs, and the report is made from the JSON."""
+"""benchmarks/latency.py --quick: every row, runtime and thread count runs, and the report is made from the JSON.
+
+Slow (about 6 minutes on an idle 2-core machine, 12 on a loaded one): it exports five detectors with mmdeploy and
+converts them for OpenVINO, as the full run does, at tiny inputs.
+"""
 import json
 import os.path as osp
 import subprocess
@@ -10,6 +14,9 @@ pytest.importorskip('mmdeploy', reason='the mmdeploy stack (.venv-deploy) runs t
 pytest.importorskip('openvino', reason='benchmarks/latency.py times OpenVINO too (requirements/deploy.txt)')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
