@@ -77,7 +77,7 @@ class Detector:
         network_file = model_file(self.model_dir, engine, precision)  # checks engine and precision
         if engine == 'openvino' and precision != 'fp32':
             raise ValueError("engine='openvino' runs precision='fp32' only: end2end_int8.onnx is ONNX Runtime's "
-                             'quantisation (QLinearConv)')
+                             'quantisation (QLinearConv), not tested in OpenVINO')
         if providers is not None and engine != 'onnxruntime':
             raise ValueError(f"providers are ONNX Runtime's; engine={engine!r} takes none")
         pipeline_file = osp.join(self.model_dir, 'pipeline.json')
