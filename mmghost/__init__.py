@@ -16,9 +16,10 @@ from .version import __version__
 
 if find_spec('torch') is not None:
     from . import engine, models  # noqa: F401,E402  registers GhostNet and the engine helpers
-    from .models import GhostBottleneck, GhostModule, GhostNet, GhostNetV2, GhostNetV3  # noqa: E402
+    from .models import GhostBottleneck, GhostModule, GhostNet, GhostNetV2, GhostNetV3, RepGhostNet  # noqa: E402
 
-    __all__ = ['__version__', 'GhostNet', 'GhostNetV2', 'GhostNetV3', 'GhostModule', 'GhostBottleneck']
+    __all__ = ['__version__', 'GhostNet', 'GhostNetV2', 'GhostNetV3', 'RepGhostNet', 'GhostModule',
+               'GhostBottleneck']
 else:
     # A deployment machine without PyTorch: only the ONNX Runtime detector (mmghost.deploy) is usable there.
     # Whether torch is *installed* decides, not whether it imports: a broken torch install still fails loudly.

@@ -8,7 +8,7 @@ from fixtures.detection_batch import total_loss, training_batch
 from mmengine.config import Config
 
 from mmghost.engine import build_detector
-from mmghost.models import GhostNet
+from mmghost.models import GhostNet, RepGhostNet
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Detection configs. Classifiers are checked elsewhere: configs/imagenet/ by tests/test_imagenet_configs.py,
@@ -29,6 +29,7 @@ def test_configs_found():
     names = {osp.relpath(c, ROOT) for c in CONFIGS}
     assert set(PAPER) <= names
     assert 'configs/demo/retinanet_ghostnet_shapes.py' in names
+    assert 'configs/demo/retinanet_repghostnet_shapes.py' in names  # its RepGhostNet twin
 
 
 @pytest.mark.parametrize('config', [osp.relpath(c, ROOT) for c in CONFIGS])
@@ -36,7 +37,7 @@ def test_config_builds(config):
     cfg, model = _build(config)
     assert cfg.custom_imports['imports'][0] == 'mmghost'
     assert cfg.auto_scale_lr.base_batch_size > 0
-    if isinstance(model.backbone, GhostNet):
+    if isinstance(model.backbone, (GhostNet, RepGhostNet)):
         # The neck takes exactly the backbone's outputs.
         assert list(cfg.model.neck.in_channels) == model.backbone.out_channels
 
@@ -78,7 +79,8 @@ def test_paper_config_forward_loss_and_predict(config):
     assert len(results) == 1 and hasattr(results[0], 'pred_instances')
 
 
-@pytest.mark.parametrize('config', PAPER + ['configs/demo/retinanet_ghostnet_shapes.py'])
+@pytest.mark.parametrize('config', PAPER + ['configs/demo/retinanet_ghostnet_shapes.py',
+                                            'configs/demo/retinanet_repghostnet_shapes.py'])
 def test_configs_use_the_data_safety_net(config):
     cfg = Config.fromfile(osp.join(ROOT, config))
     assert 'mmghost.datasets' in cfg.custom_imports['imports']
@@ -111,3 +113,11 @@ def test_runner_of_a_user_config_on_top_of_ours_has_our_hooks(tmp_path):
     checkpoint = [h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)]
     assert len(checkpoint) == 1 and checkpoint[0].interval == 2 and checkpoint[0].max_keep_ckpts == 1
     assert any(isinstance(h, DataProblemsHook) for h in runner.hooks)
+
+
+def test_repghostnet_demo_twin_differs_from_the_ghostnet_demo_only_in_the_backbone_type():
+    ghost = Config.fromfile(osp.join(ROOT, 'configs/demo/retinanet_ghostnet_shapes.py'))
+    twin = Config.fromfile(osp.join(ROOT, 'configs/demo/retinanet_repghostnet_shapes.py'))
+    assert twin.model.backbone.type == 'RepGhostNet' and ghost.model.backbone.type == 'GhostNet'
+    twin.model.backbone.type = 'GhostNet'
+    assert twin.to_dict() == ghost.to_dict()

@@ -16,6 +16,8 @@ CONFIGS = {
     'configs/yolov3_ghostnetv2-1.0x_320.py': (320, 320),
     'configs/yolov3_ghostnetv2-1.0x_416.py': (416, 416),
     'configs/ssdlite_ghostnet-1.0x_320.py': (320, 320),
+    'configs/retinanet_repghostnet-1.11x_fpn.py': (128, 160),
+    'configs/ssdlite_repghostnet-1.11x_320.py': (320, 320),
 }
 V2_WEIGHTS = 'checkpoints/ghostnetv2_1.0x_imagenet.pth'
 
@@ -113,3 +115,21 @@ def test_config_runs_a_loss_and_a_predict_step(config):
     with torch.no_grad():
         results = model(**data, mode='predict')
     assert len(results) == 2 and all(hasattr(r, 'pred_instances') for r in results)
+
+
+def test_repghostnet_configs_are_the_ghostnet_recipes_with_repghostnet_1_11x():
+    """RetinaNet: the paper setup of retinanet_ghostnet_fpn.py (GhostNet-1.1x's channels at 1.11x) from the 1.11x
+    ImageNet weights; SSDLite: ssdlite_ghostnet-1.0x_320.py's recipe with RepGhostNet's outputs 3 and 5."""
+    retina, retina_v1 = _cfg('configs/retinanet_repghostnet-1.11x_fpn.py'), _cfg('configs/retinanet_ghostnet_fpn.py')
+    backbone = retina.model.backbone
+    assert backbone.type == 'RepGhostNet' and backbone.widen_factor == 1.11
+    assert backbone.init_cfg == dict(type='SafePretrained', checkpoint='checkpoints/repghostnet_1.11x_imagenet.pth')
+    for key in ('out_indices', 'frozen_stages', 'norm_eval', 'norm_cfg'):
+        assert backbone[key] == retina_v1.model.backbone[key], key
+    assert retina.model.neck == retina_v1.model.neck and retina.optim_wrapper == retina_v1.optim_wrapper
+    assert retina.train_cfg == retina_v1.train_cfg and retina.param_scheduler == retina_v1.param_scheduler
+    ssd, ssd_v1 = _cfg('configs/ssdlite_repghostnet-1.11x_320.py'), _cfg('configs/ssdlite_ghostnet-1.0x_320.py')
+    assert ssd.model.backbone.type == 'RepGhostNet' and ssd.model.backbone.widen_factor == 1.11
+    assert ssd.model.backbone.out_indices == (3, 5) and ssd.model.neck.in_channels == (124, 1064)
+    assert ssd.model.bbox_head.in_channels == ssd.model.neck.out_channels
+    assert ssd.optim_wrapper == ssd_v1.optim_wrapper and ssd.train_cfg == ssd_v1.train_cfg

@@ -34,7 +34,8 @@ def _models():
 
 
 COLLECTIONS, MODELS = _models()
-PAPERS = {'https://arxiv.org/abs/1911.11907', 'https://arxiv.org/abs/2211.12905', 'https://arxiv.org/abs/2404.11202'}
+PAPERS = {'https://arxiv.org/abs/1911.11907', 'https://arxiv.org/abs/2211.12905', 'https://arxiv.org/abs/2404.11202',
+          'https://arxiv.org/abs/2211.06088'}  # GhostNet, V2, V3, RepGhost
 IDS = [m['Name'] for m in MODELS]
 
 
@@ -44,7 +45,7 @@ def test_index_structure():
     assert len(set(IDS)) == len(IDS), 'model names must be unique'
     for c in COLLECTIONS:
         assert {'Name', 'Metadata'} <= set(c)
-        if 'Paper' in c:  # GhostNet (CVPR 2020), GhostNetV2 (NeurIPS 2022), GhostNetV3 (2024)
+        if 'Paper' in c:  # GhostNet (CVPR 2020), GhostNetV2 (NeurIPS 2022), GhostNetV3 (2024), RepGhost (2022)
             assert c['Paper']['URL'] in PAPERS, c['Name']
     for m in MODELS:
         assert m['In Collection'] in names, m['Name']
@@ -80,8 +81,9 @@ def test_config_parses_and_matches_metadata(model):
     meta = model['Metadata']
     assert cfg.train_cfg.max_epochs == meta['Epochs']
     assert cfg.auto_scale_lr.base_batch_size == meta['Batch Size']
-    width = cfg.model.backbone.get('widen_factor', 1.0)
-    assert meta['Backbone'] == f'{cfg.model.backbone.type}-{width:.1f}x'
+    width = f"{cfg.model.backbone.get('widen_factor', 1.0):.2f}"
+    width = width[:-1] if width.endswith('0') else width  # 1.0x, 1.1x; RepGhostNet's 1.11x
+    assert meta['Backbone'] == f'{cfg.model.backbone.type}-{width}x'
     h, w = (int(s) for s in meta['FLOPs Input'].split('x')[2:])
     assert h % 32 == 0 and w % 32 == 0
 

@@ -132,7 +132,7 @@ def _tame_norms(model, seed=0):
 
 
 @pytest.mark.parametrize('deploy', [False, True])
-@pytest.mark.parametrize('backbone_type', ['GhostNetV2', 'GhostNetV3'])
+@pytest.mark.parametrize('backbone_type', ['GhostNetV2', 'GhostNetV3', 'RepGhostNet'])
 def test_family_backbone_export_dynamic_odd_sizes(backbone_type, deploy, tmp_path):
     """Issue 12 item 5: V2's DFC pooling/upsampling is a known ONNX trap. Traced at 64x96, run at odd sizes and
     other batch sizes; every output (0-5) equals PyTorch's, in eval and in deploy mode."""

@@ -13,11 +13,12 @@ files saved by mmghost 0.1 (its ``stem.conv.weight``... layout, detector checkpo
 semantics (mmghost's ``safe_torch_load``) or safetensors: a pickle that needs code to run is refused.
 
 Every tensor is loaded into the backbone ``--backbone`` (a type name of mmdet's registry: ``GhostNet``,
-``GhostNetV2``, ``GhostNetV3``; default: the one the keys show) of ``--width`` (default: the width the shapes
-show); the printed table lists the loaded, dropped (``conv_head``/``classifier``, which detection does not use;
-``--keep-head`` keeps them for the ImageNet classifiers) and missing keys. DST is ``{'state_dict': <official
-keys>, 'meta': {...}}``; ``meta['ghostnet_weights']`` records the source (name, sha256, layout, backbone,
-width) and statistics of the stride-32 features for a fixed input.
+``GhostNetV2``, ``GhostNetV3``, ``RepGhostNet``; default: the one the keys show) of ``--width`` (default: the width
+the shapes show; RepGhostNet weights in the official deploy form go into ``RepGhostNet(reparameterized=True)``
+and stay in that form); the printed table lists the loaded, dropped (``conv_head``/``classifier``, which
+detection does not use; ``--keep-head`` keeps them for the ImageNet classifiers) and missing keys. DST is
+``{'state_dict': <official keys>, 'meta': {...}}``; ``meta['ghostnet_weights']`` records the source (name, sha256,
+layout, backbone, width) and statistics of the stride-32 features for a fixed input.
 
 ``--verify`` runs every check that applies and reports the largest difference of the stride-32 features:
 
@@ -61,7 +62,13 @@ TIMM_MODELS = {
     'GhostNet': {0.5: 'ghostnet_050', 1.0: 'ghostnet_100', 1.3: 'ghostnet_130'},
     'GhostNetV2': {1.0: 'ghostnetv2_100', 1.3: 'ghostnetv2_130', 1.6: 'ghostnetv2_160'},
     'GhostNetV3': {0.5: 'ghostnetv3_050', 1.0: 'ghostnetv3_100', 1.3: 'ghostnetv3_130', 1.6: 'ghostnetv3_160'},
+    'RepGhostNet': {0.5: 'repghostnet_050', 0.58: 'repghostnet_058', 0.8: 'repghostnet_080', 1.0: 'repghostnet_100',
+                    1.11: 'repghostnet_111', 1.3: 'repghostnet_130', 1.5: 'repghostnet_150', 2.0: 'repghostnet_200'},
 }
+# RepGhostNet's two forms: training (``fusion_bn`` branches) and re-parameterised (official deploy form:
+# ``cheap_operation`` one conv with bias; GhostNet's and V3's are ``cheap_operation.0``).
+REPGHOST_TRAINING_KEY = re.compile(r'\.fusion_bn\.0\.')
+REPGHOST_REPARAMETERIZED_KEY = re.compile(r'\.cheap_operation\.(weight|bias)$')
 EXIT_BAD_INPUT, EXIT_VERIFY_FAILED = 1, 3
 FINAL_CONV = 'blocks.9.'
 
@@ -73,8 +80,8 @@ def parse_args(argv=None):
     parser.add_argument('src', help='source weights (.pth/.pt/.bin/.ckpt/.tar or .safetensors)')
     parser.add_argument('dst', nargs='?', help='checkpoint to write (omit with --verify to only check)')
     parser.add_argument('--backbone', default=None,
-                        help='backbone type in mmdet\'s registry (GhostNet, GhostNetV2, GhostNetV3); default: '
-                        'the one stored in SRC by this tool, else the one its keys show')
+                        help='backbone type in mmdet\'s registry (GhostNet, GhostNetV2, GhostNetV3, RepGhostNet); '
+                        'default: the one stored in SRC by this tool, else the one its keys show')
     parser.add_argument('--width', type=float, default=None,
                         help='width (widen_factor) the weights are for; default: the width stored in SRC by '
                         'this tool, else the one their shapes show')
@@ -135,17 +142,29 @@ def backbone_class(name: str):
 
 
 def guess_backbone(keys) -> str:
-    """The family member whose modules the keys show: V3's re-parameterisation branches, V2's DFC attention."""
+    """The family member whose modules the keys show: V3's re-parameterisation branches, V2's DFC attention,
+    RepGhostNet's fusion branch or folded cheap operation."""
     if any('_rpr_' in k for k in keys):
         return 'GhostNetV3'
+    if any(REPGHOST_TRAINING_KEY.search(k) or REPGHOST_REPARAMETERIZED_KEY.search(k) for k in keys):
+        return 'RepGhostNet'
     if any('.short_conv.' in k for k in keys):
         return 'GhostNetV2'
     return 'GhostNet'
 
 
-def build_backbone(name: str, widen_factor: float, depth: int = 5):
+def form_kwargs(name: str, keys) -> dict:
+    """Constructor arguments for the form of the weights: ``reparameterized=True`` for RepGhostNet weights in the
+    official deploy form, nothing otherwise."""
+    if name == 'RepGhostNet' and any(REPGHOST_REPARAMETERIZED_KEY.search(k) for k in keys):
+        return dict(reparameterized=True)
+    return {}
+
+
+def build_backbone(name: str, widen_factor: float, depth: int = 5, **kwargs):
     """The backbone with outputs 0..depth (depth 5: the whole trunk), random weights, eval mode."""
-    return MODELS.build(dict(type=name, widen_factor=widen_factor, out_indices=tuple(range(depth + 1)))).eval()
+    return MODELS.build(dict(type=name, widen_factor=widen_factor, out_indices=tuple(range(depth + 1)),
+                             **kwargs)).eval()
 
 
 def load_into(model, tensors) -> tuple:
@@ -163,11 +182,12 @@ def convert_trunk(found, name: str, widen_factor: float, keep_head: bool = False
     """
     trunk, head = found.trunk(), found.head()
     notes = []
-    model = build_backbone(name, widen_factor)
+    kwargs = form_kwargs(name, trunk)
+    model = build_backbone(name, widen_factor, **kwargs)
     missing, unexpected = load_into(model, trunk)
     if missing and all(k.startswith(FINAL_CONV) for k in missing) and not any(k.startswith(FINAL_CONV)
                                                                                  for k in trunk):
-        model = build_backbone(name, widen_factor, depth=4)
+        model = build_backbone(name, widen_factor, depth=4, **kwargs)
         missing, unexpected = load_into(model, trunk)
         notes.append(f'the weights end at stage 4 (no {FINAL_CONV}*): the result serves out_indices up to 4')
     if found.num_ignored:
@@ -227,10 +247,14 @@ def timm_model(name: str, widen_factor: float):
     if timm_name is not None:
         return timm.create_model(timm_name, pretrained=False).eval(), f'timm {timm.__version__} {timm_name}'
     base = widths[1.0]
-    version = {'GhostNet': {}, 'GhostNetV2': dict(version='v2'), 'GhostNetV3': dict(version='v3')}[name]
     try:
-        from timm.models.ghostnet import _create_ghostnet
-        net = _create_ghostnet(base, width=widen_factor, pretrained=False, **version)
+        if name == 'RepGhostNet':
+            from timm.models.repghost import _create_repghostnet
+            net = _create_repghostnet(base, width=widen_factor, pretrained=False)
+        else:
+            version = {'GhostNet': {}, 'GhostNetV2': dict(version='v2'), 'GhostNetV3': dict(version='v3')}[name]
+            from timm.models.ghostnet import _create_ghostnet
+            net = _create_ghostnet(base, width=widen_factor, pretrained=False, **version)
     except (ImportError, TypeError) as e:
         return None, f'timm {timm.__version__} cannot build {name} of width {widen_factor}: {e}'
     return net.eval(), f'timm {timm.__version__} {base} at width {widen_factor}'
@@ -242,6 +266,9 @@ def timm_reference(name: str, widen_factor: float, tensors, last_group: int, x: 
     net, net_name = timm_model(name, widen_factor)
     if net is None:
         return None, net_name
+    if form_kwargs(name, tensors).get('reparameterized'):
+        net.convert_to_deploy()  # timm's RepGhostNet in the official deploy form, as the weights are
+        net_name += ' (convert_to_deploy())'
     expected = net.state_dict()
     # timm names the norm of V3's re-parameterisation branches ``bn1`` where the official code (and mmghost)
     # say ``bn``; otherwise the keys are the same.
@@ -269,10 +296,10 @@ def timm_trunk_features(net, x: torch.Tensor, groups) -> list:
     return outs
 
 
-def mmengine_loaded(path_or_state, name: str, widen_factor: float, out_index: int):
+def mmengine_loaded(path_or_state, name: str, widen_factor: float, out_index: int, **kwargs):
     """The backbone initialised through mmengine's stock ``init_cfg`` (Pretrained) from a file."""
     model = MODELS.build(dict(type=name, widen_factor=widen_factor, out_indices=(out_index, ),
-                              init_cfg=dict(type='Pretrained', checkpoint=path_or_state)))
+                              init_cfg=dict(type='Pretrained', checkpoint=path_or_state), **kwargs))
     model.init_weights()
     return model.eval()
 
@@ -295,7 +322,8 @@ def verify(args, found, src_record, state_dict, model, name, widen_factor, featu
 
     # The file users load, through the path they use (mmengine's init_cfg), against the converted tensors.
     if args.dst:
-        stock = tap(mmengine_loaded(args.dst, name, widen_factor, out_index), out_index, x)
+        stock = tap(mmengine_loaded(args.dst, name, widen_factor, out_index, **form_kwargs(name, state_dict)),
+                    out_index, x)
         diff, rel = compare(stock, ours)
         passed = rel <= args.tolerance
         ok &= passed

@@ -1,6 +1,6 @@
 """The main job, end to end on CPU: dataset -> training -> COCO evaluation -> pictures (``make demo``).
 
-    python tools/demo.py [--model ghostnet|mobilenetv2|ghostnet-ghost-head|ghostnet-ghost-head-s3]
+    python tools/demo.py [--model ghostnet|mobilenetv2|ghostnet-ghost-head|ghostnet-ghost-head-s3|repghostnet]
         [--work-dir DIR] [--data DIR]
 
 1. makes the shapes dataset (tools/make_shapes_dataset.py: 600 train / 100 val images) unless it exists;
@@ -25,10 +25,12 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train and evaluate the demo detector on CPU')
-    parser.add_argument('--model', choices=['ghostnet', 'mobilenetv2', 'ghostnet-ghost-head', 'ghostnet-ghost-head-s3'],
+    parser.add_argument('--model', choices=['ghostnet', 'mobilenetv2', 'ghostnet-ghost-head', 'ghostnet-ghost-head-s3',
+                                            'repghostnet'],
                         default='ghostnet',
                         help='backbone of the demo RetinaNet (mobilenetv2 is the peer for comparison); '
-                        'ghostnet-ghost-head(-s3): GhostNet with GhostConvs (ratio 2, or 3) in the FPN and head too')
+                        'ghostnet-ghost-head(-s3): GhostNet with GhostConvs (ratio 2, or 3) in the FPN and head too; '
+                        'repghostnet: RepGhostNet-1.0x')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_<model>')
     parser.add_argument('--data', default='data/shapes', help='dataset folder (made if absent)')
     parser.add_argument('--cfg-options', nargs='+', default=[], help='passed on to train.py and test.py')

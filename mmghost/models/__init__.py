@@ -8,9 +8,10 @@ __all__ = [
     'GhostNet', 'GhostNetBase', 'GhostNetClassifier', 'ImageNetClassifierMixin', 'classifier_class', 'GhostModule',
     'GhostBottleneck', 'SqueezeExcite', 'make_divisible', 'GhostNetV2Classifier', 'GhostNetV3Classifier'
 ]
-from .backbones import GhostNetV2, GhostNetV3  # noqa: E402
+from .backbones import GhostNetV2, GhostNetV3, RepGhostNet  # noqa: E402
+from .classifiers import RepGhostNetClassifier  # noqa: E402
 
-__all__ += ['GhostNetV2', 'GhostNetV3']
+__all__ += ['GhostNetV2', 'GhostNetV3', 'RepGhostNet', 'RepGhostNetClassifier']
 # SafePretrained: mmengine's Pretrained initializer reading files without running them (root WEIGHT_INITIALIZERS).
 from .pretrained import SafePretrainedInit  # noqa: E402
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer
 
 from mmghost.registry import MODELS
-from .backbones import GhostNet, GhostNetBase, GhostNetV2, GhostNetV3
+from .backbones import GhostNet, GhostNetBase, GhostNetV2, GhostNetV3, RepGhostNet
 
 
 # backbone class -> its classifier class (defined below or made by classifier_class()).
@@ -71,6 +71,11 @@ class GhostNetV2Classifier(ImageNetClassifierMixin, GhostNetV2):
 
 class GhostNetV3Classifier(ImageNetClassifierMixin, GhostNetV3):
     """GhostNetV3 ImageNet network (timm ``ghostnetv3_100``; official ``ghostnetv3-1.0.pth.tar``)."""
+
+
+class RepGhostNetClassifier(ImageNetClassifierMixin, RepGhostNet):
+    """RepGhostNet ImageNet network (timm ``repghostnet_050`` ... ``repghostnet_200``; official
+    ``repghostnet_1_0x_...pth.tar``; ``reparameterized=True`` for the official deploy-form files)."""
 
 
 def classifier_class(backbone: Union[str, type]) -> type:

@@ -78,11 +78,18 @@ def rename_mmghost_01_in_place(state_dict: dict, prefix: str = '') -> int:
 # ---- width mismatch ----
 
 
+def widen_factors_of(backbone_cls) -> Tuple[float, ...]:
+    """The widths tried for ``backbone_cls``: its published ones (``weights_widen_factors``, e.g. RepGhostNet's
+    0.58 and 1.11) first, then :data:`COMMON_WIDEN_FACTORS`."""
+    own = tuple(getattr(backbone_cls, 'weights_widen_factors', ()))
+    return own + tuple(w for w in COMMON_WIDEN_FACTORS if w not in own)
+
+
 def guess_widen_factor(weights: Dict[str, torch.Tensor], backbone_cls,
-                       candidates: Sequence[float] = COMMON_WIDEN_FACTORS) -> Optional[float]:
-    """The first of ``candidates`` whose :meth:`~GhostNetBase.width_signature` fits ``weights`` (trunk keys
-    without prefix), or None."""
-    for widen_factor in candidates:
+                       candidates: Optional[Sequence[float]] = None) -> Optional[float]:
+    """The first of ``candidates`` (default: :func:`widen_factors_of`) whose :meth:`~GhostNetBase.width_signature`
+    fits ``weights`` (trunk keys without prefix), or None."""
+    for widen_factor in candidates or widen_factors_of(backbone_cls):
         signature = backbone_cls.width_signature(widen_factor)
         checks = [(weights[k], shape) for k, shape in signature.items() if isinstance(weights.get(k), torch.Tensor)]
         if checks and all(tuple(t.shape) == shape for t, shape in checks):
@@ -111,10 +118,10 @@ def shape_mismatch_error(backbone_cls, widen_factor: float, mismatched: List[Tup
                    f'(tools/convert_weights.py --width {found}) or use weights of width {widen_factor}')
     elif found is not None:
         msg.append(f'the channels fit width {found} like the model, so other arguments (ratio, dw_size) or the '
-                   'network (GhostNet, GhostNetV2, GhostNetV3) differ')
+                   'network (GhostNet, GhostNetV2, GhostNetV3, RepGhostNet) differ')
     else:
-        msg.append(f'their shapes fit no {name} of the usual widths {COMMON_WIDEN_FACTORS}: another width than '
-                   f'the model\'s {widen_factor} (widen_factor), or another network')
+        msg.append(f'their shapes fit no {name} of the usual widths {widen_factors_of(backbone_cls)}: another '
+                   f'width than the model\'s {widen_factor} (widen_factor), or another network')
     return CheckpointError('\n  '.join(msg))
 
 

@@ -9,3 +9,6 @@ __all__ += ['GhostNetV2', 'GhostBottleneckV2', 'GhostNetV3', 'GhostBottleneckV3'
 from .cifar_resnet import CifarResNet  # noqa: E402
 
 __all__ += ['CifarResNet']
+from .repghostnet import RepGhostNet  # noqa: E402
+
+__all__ += ['RepGhostNet']

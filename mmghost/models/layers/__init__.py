@@ -24,3 +24,8 @@ __all__ += [
 from .ghost_conv import GhostConv  # noqa: E402
 
 __all__ += ['GhostConv']
+
+# RepGhostNet's blocks (the Ghost module with a re-parameterisable sum instead of the concatenation).
+from .repghost_module import RepGhostBottleneck, RepGhostModule  # noqa: E402
+
+__all__ += ['RepGhostBottleneck', 'RepGhostModule']
