@@ -60,7 +60,7 @@ BACKBONES = {
     'GhostNet-1.0x': dict(type='GhostNet', widen_factor=1.0, out_indices=(2, 3, 4)),
     'GhostNet-1.1x': dict(type='GhostNet', widen_factor=1.1, out_indices=(2, 3, 4)),
     'GhostNetV2-1.0x': dict(type='GhostNetV2', widen_factor=1.0, out_indices=(2, 3, 4)),
-    'RepGhostNet-1.11x': dict(type='RepGhostNet', widen_factor=1.11),
+    'RepGhostNet-1.11x': dict(type='RepGhostNet', widen_factor=1.11, out_indices=(2, 3, 4)),
     'MobileNetV2': dict(type='MobileNetV2', out_indices=(2, 4, 6)),
     'MobileNetV3-Large': dict(type='mmpretrain.MobileNetV3', arch='large', out_indices=(6, 12, 16)),
 }
@@ -183,8 +183,9 @@ def prepare_backbone(name, shapes, work):
     model, why = build_backbone(name)
     if model is None:
         return dict(skipped=why)
-    flops = {f'{h}x{w}': backbone_complexity(copy.deepcopy(model), (h, w))['flops'] for h, w in shapes}
     deploy, how = deploy_form(copy.deepcopy(model))
+    # FLOPs of what the deploy mode and the runtimes run: norms folded (as the papers count: no norms)
+    flops = {f'{h}x{w}': backbone_complexity(copy.deepcopy(deploy), (h, w))['flops'] for h, w in shapes}
     holder = nn.Module()  # tools/export_onnx.py's exportable() takes a model with a backbone
     holder.backbone = copy.deepcopy(model)
     try:
@@ -287,7 +288,8 @@ def prepare_detector(name, image_size, work, quick):
                 info=dict(config=osp.relpath(config, ROOT), cfg_options={k: list(v) if isinstance(v, tuple) else v
                                                                           for k, v in options.items()},
                           test_cfg=json.loads(json.dumps(cfg.model.test_cfg.to_dict())),
-                          network_input=list(network_input), flops=flops, deploy_variant=how,
+                          network_input=list(network_input), flops=flops, flops_of='eval form (norms counted)',
+                          deploy_variant=how,
                           export_seconds=exported['seconds'], openvino_seconds=converted['seconds'],
                           onnx_transposes=transposes(exported['onnx']),
                           params=sum(p.numel() for p in model.parameters())))
@@ -483,7 +485,7 @@ def picture(results, path):
             top1 = info['paper']['top1']
             ax.annotate(f"{model}\n{'top-1 ' + format(top1, '.1f') + '%' if top1 else 'top-1 n/a'}", (x, best),
                         textcoords='offset points', xytext=(4, -14), fontsize=7)
-        ax.set_xlabel('GFLOPs (multiply-adds) at the input, mmengine FlopAnalyzer')
+        ax.set_xlabel('GFLOPs (multiply-adds) at this input, deploy form, mmengine FlopAnalyzer')
         ax.set_ylabel('latency, ms (median, 1 thread)')
         ax.set_title(f'backbones at {out["input"][0]}x{out["input"][1]}')
         ax.grid(alpha=0.3)
