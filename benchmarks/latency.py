@@ -198,7 +198,8 @@ def prepare_backbone(name, shapes, work):
     module = holder.backbone if module is None else module
     onnx_file = osp.join(work, f'{name}.onnx')
     start = time.perf_counter()
-    export(module, onnx_file, shape=shapes[0], opset=DEFAULT_OPSET)
+    # Traced at the smallest input (quicker); the graph takes any size (dynamic height and width)
+    export(module, onnx_file, shape=min(shapes, key=lambda s: s[0] * s[1]), opset=DEFAULT_OPSET)
     return dict(model=model, deploy=deploy, deploy_variant=how, onnx=onnx_file,
                 info=dict(flops=flops, deploy_variant=how, exported_as=exported_as,
                           export_seconds=round(time.perf_counter() - start, 1), onnx_transposes=transposes(onnx_file),
@@ -344,9 +345,27 @@ def time_block(cases, peer, repeats, warmup):
                 modes=modes, ratios=ratios(modes, peer))
 
 
-def run_block(block, args, results):
-    kind, family, full_size, quick_size, full_repeats = BLOCKS[block]
-    size = quick_size if args.quick else full_size
+def block_input(block, quick):
+    return tuple(BLOCKS[block][3] if quick else BLOCKS[block][2])
+
+
+def prepare_backbones(args):
+    """Every backbone built, put in deploy form and exported once, for all the backbone blocks asked for."""
+    shapes = [block_input(b, args.quick) for b in args.blocks if BLOCKS[b][0] == 'backbone']
+    work = osp.join(args.work_dir, 'quick' if args.quick else 'full', 'backbones')
+    os.makedirs(work, exist_ok=True)
+    prepared = {}
+    for name in BACKBONES if shapes else ():
+        print(f'[backbones] {name}: building and exporting', flush=True)
+        start = time.perf_counter()
+        prepared[name] = prepare_backbone(name, shapes, work)
+        prepared[name]['seconds'] = round(time.perf_counter() - start, 1)
+    return prepared
+
+
+def run_block(block, args, results, backbones=None):
+    kind, family, _, _, full_repeats = BLOCKS[block]
+    size = block_input(block, args.quick)
     repeats = args.repeats or (1 if args.quick else full_repeats)
     peer = PEERS[family]
     work = osp.join(args.work_dir, 'quick' if args.quick else 'full', block)
@@ -354,13 +373,15 @@ def run_block(block, args, results):
     out = dict(kind=kind, input=list(size), repeats=repeats, warmup=args.warmup, peer=peer, models={}, threads={})
     start = time.perf_counter()
     if kind == 'backbone':
-        prepared = {}
-        for name in BACKBONES:
-            print(f'[{block}] {name}: building and exporting', flush=True)
-            prepared[name] = prepare_backbone(name, [tuple(size)], work)
-            out['models'][name] = prepared[name].get('info', dict(skipped=prepared[name].get('skipped')))
+        prepared = backbones
+        for name, p in prepared.items():
+            info = copy.deepcopy(p.get('info', dict(skipped=p.get('skipped'))))
+            if 'flops' in info:  # this block's input only
+                info['flops'] = {key: v for key, v in info['flops'].items() if key == f'{size[0]}x{size[1]}'}
+                info['prepare_seconds'] = p['seconds']
             paper = PAPERS[name]
-            out['models'][name]['paper'] = dict(flops_m=paper[0], top1=paper[1], source=paper[2])
+            info['paper'] = dict(flops_m=paper[0], top1=paper[1], source=paper[2])
+            out['models'][name] = info
     else:
         prepared = {}
         for name, (det_family, _) in DETECTORS.items():
@@ -524,8 +545,11 @@ def main(argv=None):
                    'the same number of NMS candidates for every model of a block', blocks={})
     import torch
     torch.manual_seed(0)
+    prepare_start = time.perf_counter()
+    backbones = prepare_backbones(args)
+    results['backbones_prepare_seconds'] = round(time.perf_counter() - prepare_start, 1)
     for block in args.blocks:
-        run_block(block, args, results)
+        run_block(block, args, results, backbones)
         gc.collect()
     results['goals'] = goals(results)
     results['load_average']['end'] = [round(x, 2) for x in os.getloadavg()]
