@@ -445,7 +445,14 @@ def report_markdown(results):
              f"`benchmarks/results/{osp.basename(results.get('out', 'latency_cpu.json'))}`): {env['processor']}, "
              f"{env['cpu_count']} cores, torch {env['versions']['torch']}, onnxruntime "
              f"{env['versions']['onnxruntime']}, openvino {env['versions']['openvino']}; fp32, batch 1, random "
-             f"weights; median ms of the timed rounds. {results.get('machine_note', '')}".rstrip(), '']
+             f"weights; median ms of the timed rounds (**bold**: the model's fastest runtime).", '']
+    shares = [run['others_cpu_share'] for out in results['blocks'].values() for run in out['threads'].values()
+              if run['others_cpu_share'] is not None]
+    if shares and max(shares) > 0.1:
+        lines += [f"**Measured on a shared machine:** other processes used {min(shares):.0%} to {max(shares):.0%} of "
+                  'the CPUs while the blocks were timed (per block below), so these times are slower than the '
+                  "machine's and the ratios noisier (2 threads suffer most); a run on an idle machine replaces them.",
+                  '']
     for block, out in results['blocks'].items():
         threads = sorted(out['threads'], key=int)
         kind = 'backbone' if out['kind'] == 'backbone' else 'detector, image file to boxes'
@@ -482,35 +489,40 @@ def report_markdown(results):
 
 
 def picture(results, path):
-    """Latency (1 thread, each runtime) against FLOPs of the backbones, labelled with the papers' top-1."""
+    """Latency (1 thread, each runtime) against FLOPs of the backbones: a colour per model (the legend gives the
+    papers' ImageNet top-1), a marker per runtime."""
     import matplotlib
     matplotlib.use('Agg')
+    from matplotlib.lines import Line2D
     import matplotlib.pyplot as plt
     matplotlib.rcParams['svg.hashsalt'] = 'mmghost'  # the same file for the same JSON
     blocks = [b for b, out in results['blocks'].items() if out['kind'] == 'backbone' and '1' in out['threads']]
-    fig, axes = plt.subplots(1, len(blocks), figsize=(6 * len(blocks), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(6 * len(blocks), 4.8), squeeze=False)
     markers = dict(eager='o', deploy='s', onnxruntime='^', openvino='D')
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, block in zip(axes[0], blocks):
         out = results['blocks'][block]
         modes = out['threads']['1']['modes']
-        for runtime in RUNTIMES:
-            points = [(out['models'][m]['flops'][f'{out["input"][0]}x{out["input"][1]}'] / 1e9,
-                       modes[f'{m}|{runtime}']['median_ms']) for m in out['models']
-                      if f'{m}|{runtime}' in modes]
-            ax.scatter(*zip(*points), marker=markers[runtime], label=runtime, alpha=0.8)
-        for model, info in out['models'].items():
+        key = f'{out["input"][0]}x{out["input"][1]}'
+        handles = []
+        for index, (model, info) in enumerate(out['models'].items()):
             if 'skipped' in info:
                 continue
-            x = info['flops'][f'{out["input"][0]}x{out["input"][1]}'] / 1e9
-            best = min(modes[f'{model}|{r}']['median_ms'] for r in RUNTIMES if f'{model}|{r}' in modes)
+            colour = colours[index % len(colours)]
+            x = info['flops'][key] / 1e9
+            for runtime in RUNTIMES:
+                if f'{model}|{runtime}' in modes:
+                    ax.scatter(x, modes[f'{model}|{runtime}']['median_ms'], marker=markers[runtime], color=colour,
+                               alpha=0.85)
             top1 = info['paper']['top1']
-            ax.annotate(f"{model}\n{'top-1 ' + format(top1, '.1f') + '%' if top1 else 'top-1 n/a'}", (x, best),
-                        textcoords='offset points', xytext=(4, -14), fontsize=7)
+            handles.append(Line2D([], [], color=colour, marker='o', linestyle='',
+                                  label=f"{model} ({f'{top1:.1f}%' if top1 else 'n/a'})"))
+        handles += [Line2D([], [], color='gray', marker=m, linestyle='', label=r) for r, m in markers.items()]
+        ax.legend(handles=handles, fontsize=7, title='model (paper ImageNet top-1); runtime', title_fontsize=7)
         ax.set_xlabel('GFLOPs (multiply-adds) at this input, deploy form, mmengine FlopAnalyzer')
         ax.set_ylabel('latency, ms (median, 1 thread)')
-        ax.set_title(f'backbones at {out["input"][0]}x{out["input"][1]}')
+        ax.set_title(f'backbones at {key}')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, metadata={'Date': None})
     plt.close(fig)
