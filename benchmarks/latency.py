@@ -458,7 +458,7 @@ def report_markdown(results):
         kind = 'backbone' if out['kind'] == 'backbone' else 'detector, image file to boxes'
         size = 'x'.join(map(str, out['input']))
         lines += [f"**{block}** ({kind}, input {size}; {out['repeats']} rounds)", '']
-        header = ['model', 'GFLOPs'] + [f'{r} {t}T' for t in threads for r in RUNTIMES] + [
+        header = ['model', 'GFLOPs', 'ONNX Transposes'] + [f'{r} {t}T' for t in threads for r in RUNTIMES] + [
             f'x {out["peer"]}, best vs best, {t}T' for t in threads]
         lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
         for model, info in out['models'].items():
@@ -466,7 +466,7 @@ def report_markdown(results):
                 lines.append(f'| {model} | not built: {info["skipped"]} |')
                 continue
             flops = info['flops'] if isinstance(info['flops'], (int, float)) else next(iter(info['flops'].values()))
-            cells = [model, f'{flops / 1e9:.2f}']
+            cells = [model, f'{flops / 1e9:.2f}', str(info.get('onnx_transposes', ''))]
             for t in threads:
                 modes = out['threads'][t]['modes']
                 for r in RUNTIMES:
