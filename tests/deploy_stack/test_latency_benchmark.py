@@ -1,6 +1,6 @@
 """benchmarks/latency.py --quick: every row, runtime and thread count runs, and the report is made from the JSON.
 
-Slow (about 6 minutes on an idle 2-core machine, 12 on a loaded one): it exports five detectors with mmdeploy and
+Slow (5.5 minutes on the shared 2-core machine, load average about 3): it exports five detectors with mmdeploy and
 converts them for OpenVINO, as the full run does, at tiny inputs.
 """
 import json
@@ -63,9 +63,9 @@ def test_report_writes_the_table_and_the_picture_from_the_json(quick_run):
     from benchmarks.latency import MARKERS, write_report
     results, work = quick_run
     docs = work / 'benchmarks.md'
-    docs.write_text(f'# Benchmarks\n\n{MARKERS[0]}\nold\n{MARKERS[1]}\n\nafter\n')
+    docs.write_text(f'# Benchmarks\n\n{MARKERS[0]}\nTHE PREVIOUS TABLE\n{MARKERS[1]}\n\nafter\n')
     write_report(results, docs=str(docs), picture_path=str(work / 'latency_flops.svg'))
     text = docs.read_text()
-    assert 'old' not in text and text.endswith('after\n')
+    assert 'THE PREVIOUS TABLE' not in text and text.endswith('after\n')
     assert results['command'] in text and '| GhostNet-1.1x |' in text
     assert (work / 'latency_flops.svg').read_text().lstrip().startswith('<?xml')
