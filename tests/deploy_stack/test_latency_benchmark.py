@@ -1,6 +1,6 @@
 """benchmarks/latency.py --quick: every row, runtime and thread count runs, and the report is made from the JSON.
 
-Slow (5.5 minutes on the shared 2-core machine, load average about 3): it exports five detectors with mmdeploy and
+Slow (4 to 5.5 minutes on the shared 2-core machine, load average about 3): it exports five detectors with mmdeploy and
 converts them for OpenVINO, as the full run does, at tiny inputs.
 """
 import json
