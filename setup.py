@@ -128,7 +128,8 @@ setup(
         'timm': ['timm>=1.0'],  # parity checks against timm's GhostNets; needs torchvision
         # tools/deploy.py: mmdeploy pins protobuf<=3.20.2, which onnx 1.18+ and onnxruntime 1.27+ refuse (its own
         # venv in `make test`: requirements/constraints-deploy.txt).
-        'deploy': ['mmdeploy==1.3.1', 'onnx>=1.16,<1.18', 'protobuf<=3.20.2', 'onnxruntime>=1.17,<1.27', 'ml_dtypes'],
+        'deploy': ['mmdeploy==1.3.1', 'onnx>=1.16,<1.18', 'protobuf<=3.20.2', 'onnxruntime>=1.17,<1.27', 'ml_dtypes',
+                   'openvino>=2023.1'],  # tools/deploy.py --backend openvino
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -112,3 +112,22 @@ def test_read_image_says_which_file_it_cannot_decode(tmp_path):
     bad.write_bytes(b'not an image')
     with pytest.raises(ValueError, match='bad.png'):
         read_image(str(bad))
+
+
+def test_detector_refuses_an_unknown_engine_and_openvino_int8(tmp_path):
+    from mmghost.deploy import Detector
+    with pytest.raises(ValueError, match="engine must be one of \\['onnxruntime', 'openvino'\\]"):
+        Detector(tmp_path, engine='tensorrt')
+    with pytest.raises(ValueError, match="runs precision='fp32' only"):
+        Detector(tmp_path, precision='int8', engine='openvino')
+    with pytest.raises(ValueError, match="providers are ONNX Runtime's"):
+        Detector(tmp_path, engine='openvino', providers=['CPUExecutionProvider'])
+
+
+def test_openvino_engine_reads_the_ir_where_there_is_one_else_the_onnx_file(tmp_path):
+    from mmghost.deploy.engines import model_file
+    assert model_file(str(tmp_path), 'openvino', 'fp32') == str(tmp_path / 'end2end.onnx')
+    (tmp_path / 'end2end.xml').write_text('<net/>')
+    assert model_file(str(tmp_path), 'openvino', 'fp32') == str(tmp_path / 'end2end.xml')
+    assert model_file(str(tmp_path), 'onnxruntime', 'fp32') == str(tmp_path / 'end2end.onnx')
+    assert model_file(str(tmp_path), 'onnxruntime', 'int8') == str(tmp_path / 'end2end_int8.onnx')

@@ -1,7 +1,8 @@
-"""Export a whole detector (pre-processing aside: network, box decoding, NMS) to ONNX with mmdeploy, for ONNX Runtime.
+"""Export a whole detector (pre-processing aside: network, box decoding, NMS) to ONNX with mmdeploy, for ONNX Runtime
+and OpenVINO.
 
-    python tools/deploy.py CONFIG CHECKPOINT OUT_DIR [--shape H W | --dynamic] [--int8 [--calib-images N]
-        [--int8-depthwise]] [--image IMAGE] [--cfg-options KEY=VALUE ...]
+    python tools/deploy.py CONFIG CHECKPOINT OUT_DIR [--shape H W | --dynamic] [--backend openvino]
+        [--int8 [--calib-images N] [--int8-depthwise]] [--image IMAGE] [--cfg-options KEY=VALUE ...]
 
 Runs in the mmdeploy stack (``tools/setup_env.sh deploy`` builds ``.venv-deploy``: torch 2.1.2, mmdeploy 1.3.1,
 onnx 1.17.0, protobuf 3.20.2; mmdeploy's protobuf pin keeps it apart from the test stacks). OUT_DIR gets:
@@ -13,6 +14,10 @@ onnx 1.17.0, protobuf 3.20.2; mmdeploy's protobuf pin keeps it apart from the te
 * mmdeploy's SDK description (``deploy.json``, ``pipeline.json``, ``detail.json``) and ``mmghost.json`` (class
   names; whether the model's box coder clips boxes to the image):
   everything ``mmghost.deploy.Detector`` (numpy + ONNX Runtime, no torch) and ``tools/infer_onnx.py`` need.
+* with ``--backend openvino``: ``end2end.xml`` and ``end2end.bin``, OpenVINO's IR of ``end2end.onnx`` (fp32 weights,
+  the same input shapes: dynamic, or fixed by ``--shape``), converted by ``openvino.convert_model``.
+  ``mmghost.deploy.Detector(..., engine='openvino')`` runs it. mmdeploy 1.3.1's own OpenVINO backend cannot be
+  used with a current openvino (docs/deploy.md#openvino).
 * with ``--int8``: ``end2end_int8.onnx``, ONNX Runtime static quantisation of the convs (QLinearConv, int8
   weights per channel, uint8 activations) calibrated on ``--calib-images`` images of the config's training set.
   The depthwise convs and the heads' output convs stay float unless ``--int8-depthwise`` /
@@ -44,7 +49,7 @@ if ROOT not in sys.path:  # run as `python tools/deploy.py` from a checkout with
     sys.path.insert(0, ROOT)
 
 from mmghost.deploy import Detector, Preprocess  # noqa: E402  (torch-free)
-from mmghost.deploy.detector import META_FILE, MODEL_FILES, read_image  # noqa: E402
+from mmghost.deploy.detector import META_FILE, MODEL_FILES, OPENVINO_FILES, read_image  # noqa: E402
 from mmghost.utils import UserFacingError, exit_on_user_error  # noqa: E402
 
 DEPLOY_CONFIGS = {
@@ -65,6 +70,8 @@ def parse_args(argv=None):
                        help='fixed input size (images are stretched to it; mmdeploy static config)')
     shape.add_argument('--dynamic', action='store_true',
                        help='any batch and image size, aspect ratio kept (the default)')
+    parser.add_argument('--backend', default='onnxruntime', choices=['onnxruntime', 'openvino'],
+                        help='onnxruntime: end2end.onnx (the default); openvino: also its OpenVINO IR end2end.xml')
     parser.add_argument('--int8', action='store_true', help='also write end2end_int8.onnx (static quantisation)')
     parser.add_argument('--calib-images', type=int, default=64, metavar='N',
                         help='training images used to calibrate --int8 (default 64)')
@@ -199,6 +206,22 @@ def _op_types(onnx_file: str) -> List[str]:
     return sorted({node.op_type for node in onnx.load(onnx_file, load_external_data=False).graph.node})
 
 
+def to_openvino(model_dir: str) -> dict:
+    """Write ``end2end.xml``/``end2end.bin``: OpenVINO's IR of ``end2end.onnx``, input shapes as exported.
+
+    ``openvino.save_model`` would store the weights in fp16 by default; they stay fp32 so that the IR computes
+    what the ONNX graph does (``compress_to_fp16=False``).
+    """
+    import openvino as ov
+    start = time.perf_counter()
+    xml = osp.join(model_dir, OPENVINO_FILES['fp32'])
+    model = ov.convert_model(osp.join(model_dir, MODEL_FILES['fp32']))
+    ov.save_model(model, xml, compress_to_fp16=False)
+    return dict(xml=xml, seconds=round(time.perf_counter() - start, 1), openvino=ov.__version__,
+                megabytes=round(osp.getsize(osp.splitext(xml)[0] + '.bin') / 2**20, 1),
+                dynamic=model.is_dynamic())
+
+
 def calibration_images(config: str, count: int, cfg_options: Optional[dict] = None) -> List[str]:
     """``count`` image files spread evenly over the config's training set (COCO-style annotation file)."""
     from mmghost.engine import load_config
@@ -328,6 +351,10 @@ def main(argv=None):
     kind = f'static {args.shape[0]}x{args.shape[1]}' if args.shape else 'dynamic shapes'
     print(f'{summary["onnx"]}: {summary["megabytes"]} MB, {kind}, {summary["num_classes"]} classes, exported in '
           f'{summary["seconds"]} s; ops: {", ".join(summary["ops"])}')
+    if args.backend == 'openvino':
+        result = to_openvino(args.out_dir)
+        print(f'{result["xml"]}: OpenVINO {result["openvino"]} IR, {result["megabytes"]} MB of fp32 weights, '
+              f'{"dynamic" if result["dynamic"] else "static"} input, converted in {result["seconds"]} s')
     if args.int8:
         images = calibration_images(args.config, args.calib_images, args.cfg_options)
         result = quantize(args.out_dir, images, depthwise=args.int8_depthwise,
@@ -336,11 +363,12 @@ def main(argv=None):
               f'images in {result["seconds"]} s; kept float: {result["float_depthwise_convs"]} depthwise convs, '
               f'{result["float_output_convs"]} head output convs')
     # A first run in the torch-free runtime: the folder is complete and the graph runs.
-    detector = Detector(args.out_dir)
     image = args.image if args.image is not None else np.full((256, 320, 3), 114, dtype=np.uint8)
-    detections = detector(image)
-    print(f'ONNX Runtime ran {args.out_dir} ({len(detections.boxes)} detections on the '
-          f'{"given" if args.image else "blank test"} image)')
+    for engine, name in (('onnxruntime', 'ONNX Runtime'), ('openvino', 'OpenVINO')):
+        if engine == 'onnxruntime' or args.backend == engine:
+            detections = Detector(args.out_dir, engine=engine)(image)
+            print(f'{name} ran {args.out_dir} ({len(detections.boxes)} detections on the '
+                  f'{"given" if args.image else "blank test"} image)')
 
 
 if __name__ == '__main__':

@@ -1,10 +1,10 @@
 """Detect objects with an exported detector, without PyTorch or OpenMMLab: a PNG with the boxes and a JSON per image.
 
     python tools/infer_onnx.py MODEL_DIR IMAGE [IMAGE ...] [--out-dir DIR] [--score-thr 0.3] [--precision int8]
-        [--threads T]
+        [--threads T] [--engine openvino]
 
-MODEL_DIR is a folder written by ``tools/deploy.py``. Needs only numpy, OpenCV and ONNX Runtime
-(``requirements/runtime.txt``; mmghost installed with ``--no-deps``): this script and ``mmghost.deploy`` import
+MODEL_DIR is a folder written by ``tools/deploy.py``. Needs only numpy, OpenCV and ONNX Runtime or OpenVINO
+(``--engine``; ``requirements/runtime.txt``; mmghost installed with ``--no-deps``): this script and ``mmghost.deploy`` import
 nothing from torch, mmengine, mmcv or mmdet. Output as ``tools/infer.py``: ``DIR/<name>.png`` with the boxes,
 class names and scores at or above ``--score-thr``, and ``DIR/<name>.json`` with every detection (box x1, y1, x2,
 y2 in image pixels, score, label, class), best first.
@@ -25,7 +25,7 @@ if ROOT not in sys.path:  # run as `python tools/infer_onnx.py` from a checkout 
     sys.path.insert(0, ROOT)
 
 from mmghost.deploy import Detections, Detector  # noqa: E402
-from mmghost.deploy.detector import read_image  # noqa: E402
+from mmghost.deploy.detector import ENGINES, read_image  # noqa: E402
 from mmghost.utils import exit_on_user_error  # noqa: E402  (errors.py only: no torch)
 
 
@@ -37,13 +37,17 @@ def parse_args(argv=None):
     parser.add_argument('--score-thr', type=float, default=0.3, help='draw boxes with at least this score')
     parser.add_argument('--precision', default='fp32', choices=['fp32', 'int8'],
                         help='end2end.onnx or end2end_int8.onnx (tools/deploy.py --int8)')
-    parser.add_argument('--threads', type=int, help='ONNX Runtime threads (default: one per core)')
+    parser.add_argument('--threads', type=int, help="the engine's threads (default: one per core)")
+    parser.add_argument('--engine', default='onnxruntime', choices=sorted(ENGINES),
+                        help='runtime of the network (default onnxruntime; openvino: fp32 only)')
     args = parser.parse_args(argv)
     missing = [p for p in args.images if not osp.isfile(p)]
     if missing:
         parser.error(f'image file(s) not found: {", ".join(missing)}')
     if not osp.isdir(args.model_dir):
         parser.error(f'model folder not found: {args.model_dir}')
+    if args.engine == 'openvino' and args.precision != 'fp32':
+        parser.error('--engine openvino runs --precision fp32 only')
     return args
 
 
@@ -77,7 +81,7 @@ def draw(image: np.ndarray, detections: Detections, classes, score_thr: float) -
 
 def main(argv=None):
     args = parse_args(argv)
-    detector = Detector(args.model_dir, precision=args.precision, num_threads=args.threads)
+    detector = Detector(args.model_dir, precision=args.precision, num_threads=args.threads, engine=args.engine)
     os.makedirs(args.out_dir, exist_ok=True)
     for path in args.images:
         image = read_image(path)

@@ -6,10 +6,11 @@
 #   tools/setup_env.sh torch21        # .venv-torch21: torch 2.1.2 + torchvision 0.16.2 (PyPI's CUDA build, runs on
 #                                     #                the CPU), mmcv 2.1.0 with ops, mmdet 3.3.0, timm, mmpretrain
 #   tools/setup_env.sh deploy         # .venv-deploy:  the torch 2.1.2 stack with mmdeploy 1.3.1 and its onnx 1.17.0 /
-#                                     #                protobuf 3.20.2 (tools/deploy.py); reuses torch21's mmcv wheel
-#   tools/setup_env.sh runtime        # .venv-runtime: numpy, onnxruntime, opencv only -- no torch, no OpenMMLab: where
-#                                     #                the torch-free runtime (mmghost.deploy) is tested (deploy builds
-#                                     #                it too)
+#                                     #                protobuf 3.20.2 (tools/deploy.py), openvino 2026.4.1; reuses
+#                                     #                torch21's mmcv wheel
+#   tools/setup_env.sh runtime        # .venv-runtime: numpy, onnxruntime, openvino, opencv only -- no torch, no
+#                                     #                OpenMMLab: where the torch-free runtime (mmghost.deploy) is
+#                                     #                tested (deploy builds it too)
 #   tools/setup_env.sh all            # torch213 torch21 deploy (the default; what `make test` runs)
 #
 # Idempotent: when a stack's inputs are unchanged and it imports, it only checks and returns in seconds.
@@ -135,7 +136,7 @@ setup_runtime() {
     return 0
   fi
   [[ -x "$venv/bin/python" ]] || { log "creating virtual environment $venv"; "$PYTHON311" -m venv "$venv"; }
-  log "installing numpy, onnxruntime, opencv and mmdeploy's SDK (no torch)"
+  log "installing numpy, onnxruntime, openvino, opencv and mmdeploy's SDK (no torch)"
   # setuptools and wheel only to install mmghost itself (editable); mmdeploy-runtime (mmdeploy's C++ SDK) only
   # for the tests, which check mmghost.deploy against it.
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -c "$constraints" -r requirements/runtime.txt \
@@ -144,7 +145,8 @@ setup_runtime() {
   "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e . \
     2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
   if "$venv/bin/python" -c 'import torch' 2>/dev/null; then log "torch is importable in $venv: it must not be"; return 1; fi
-  "$venv/bin/python" -c 'import mmghost.deploy, onnxruntime; print("onnxruntime", onnxruntime.__version__)'
+  "$venv/bin/python" -c 'import mmghost.deploy, onnxruntime, openvino
+print("onnxruntime", onnxruntime.__version__, "openvino", openvino.__version__)'
   echo "$want" > "$stamp"
   log "environment $venv is ready ($(( SECONDS - start )) s)"
 }

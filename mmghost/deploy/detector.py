@@ -1,4 +1,4 @@
-"""``Detector``: an mmdeploy end-to-end ONNX detector in ONNX Runtime, from image file to boxes in its pixels."""
+"""``Detector``: an mmdeploy end-to-end detector in ONNX Runtime or OpenVINO, from image file to boxes in its pixels."""
 import json
 import os
 import os.path as osp
@@ -7,14 +7,15 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from .engines import ENGINES, MODEL_FILES, OPENVINO_FILES, model_file  # noqa: F401  (tools import them from here)
 from .preprocess import Preprocess
 
 # What tools/deploy.py writes besides mmdeploy's files: {"classes": [names, index = label], "clip_border": bool}.
 # clip_border: whether the model's box coder clips boxes to the image (RetinaNet, SSD, Faster R-CNN: yes;
 # YOLOv3: no), so that the runtime clips exactly where mmdet does.
 META_FILE = 'mmghost.json'
-# tools/deploy.py --int8 writes the quantised model next to the float one.
-MODEL_FILES = {'fp32': 'end2end.onnx', 'int8': 'end2end_int8.onnx'}
+# The outputs of mmdeploy's end-to-end detector graph, first in its output list.
+OUTPUT_NAMES = ['dets', 'labels']
 
 
 class Detections(NamedTuple):
@@ -48,29 +49,39 @@ def read_image(image: Union[str, os.PathLike, np.ndarray]) -> np.ndarray:
 
 
 class Detector:
-    """An object detector exported by ``tools/deploy.py`` (mmdeploy's end-to-end ONNX), run by ONNX Runtime.
+    """An object detector exported by ``tools/deploy.py`` (mmdeploy's end-to-end graph), run by ONNX Runtime or
+    OpenVINO.
 
     ``Detector(model_dir)(image)`` reads the image, preprocesses it as the model's test pipeline does, runs the
-    network (box decoding and NMS are inside the ONNX graph), and maps the boxes back to the original image
+    network (box decoding and NMS are inside the graph), and maps the boxes back to the original image
     (divided by the resize factors and, where the model's box coder clips, clipped to the image: mmdet's
-    ``rescale=True``).
+    ``rescale=True``). Both engines get the same input and return the same outputs; only the network's runtime
+    differs (``mmghost.deploy.engines``).
 
     Args:
         model_dir: A folder written by ``tools/deploy.py`` (``end2end.onnx``, ``pipeline.json``...).
-        precision: ``'fp32'`` (``end2end.onnx``) or ``'int8'`` (``end2end_int8.onnx``, from ``--int8``).
-        num_threads: ONNX Runtime intra-op threads (None: its default, one per core).
-        providers: ONNX Runtime execution providers (None: CPU).
+        precision: ``'fp32'`` (``end2end.onnx``; OpenVINO: ``end2end.xml`` where ``--backend openvino`` wrote it)
+            or ``'int8'`` (``end2end_int8.onnx``, from ``--int8``; ONNX Runtime only).
+        num_threads: The engine's inference threads (None: its default, one per core).
+        providers: ONNX Runtime execution providers (None: CPU). ONNX Runtime only.
+        engine: ``'onnxruntime'`` (the default) or ``'openvino'`` (CPU, fp32, the graph compiled per input
+            shape: :class:`~mmghost.deploy.engines.OpenVINOEngine`).
+        engine_options: More keyword arguments of the engine's class (OpenVINO: ``static_shapes``,
+            ``cache_size``).
     """
 
     def __init__(self, model_dir: Union[str, os.PathLike], precision: str = 'fp32',
-                 num_threads: Optional[int] = None, providers: Optional[Sequence[str]] = None):
-        import onnxruntime as ort  # here, so that the preprocessing alone does not need it
-        if precision not in MODEL_FILES:
-            raise ValueError(f'precision must be one of {sorted(MODEL_FILES)}, got {precision!r}')
+                 num_threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
+                 engine: str = 'onnxruntime', engine_options: Optional[dict] = None):
         self.model_dir = os.fspath(model_dir)
-        model_file = osp.join(self.model_dir, MODEL_FILES[precision])
+        network_file = model_file(self.model_dir, engine, precision)  # checks engine and precision
+        if engine == 'openvino' and precision != 'fp32':
+            raise ValueError("engine='openvino' runs precision='fp32' only: end2end_int8.onnx is ONNX Runtime's "
+                             'quantisation (QLinearConv), not tested in OpenVINO')
+        if providers is not None and engine != 'onnxruntime':
+            raise ValueError(f"providers are ONNX Runtime's; engine={engine!r} takes none")
         pipeline_file = osp.join(self.model_dir, 'pipeline.json')
-        for path in (model_file, pipeline_file):
+        for path in (network_file, pipeline_file):
             if not osp.isfile(path):
                 raise FileNotFoundError(f'{path} not found: is {self.model_dir} a folder written by tools/deploy.py'
                                         f'{" --int8" if precision == "int8" else ""}?')
@@ -86,21 +97,18 @@ class Detector:
                 meta = json.load(f)
         self.classes = meta.get('classes')
         self.clip_border = bool(meta.get('clip_border', True))
-
-        options = ort.SessionOptions()
-        if num_threads is not None:
-            options.intra_op_num_threads = num_threads
-        self.session = ort.InferenceSession(model_file, options, providers=list(providers or ['CPUExecutionProvider']))
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        if self.output_names[:2] != ['dets', 'labels']:
-            raise ValueError(f'{model_file} has outputs {self.output_names}; expected an mmdeploy end-to-end '
-                             "detector with outputs ['dets', 'labels']")
+        kwargs = dict(engine_options or {}, num_threads=num_threads)
+        if engine == 'onnxruntime':
+            kwargs['providers'] = providers
+        self.engine = ENGINES[engine](network_file, **kwargs)
+        if self.engine.output_names[:2] != OUTPUT_NAMES:
+            raise ValueError(f'{network_file} has outputs {self.engine.output_names}; expected an mmdeploy '
+                             f'end-to-end detector with outputs {OUTPUT_NAMES}')
 
     def __call__(self, image: Union[str, os.PathLike, np.ndarray]) -> Detections:
         """Detect objects in one image (a file path, or a BGR uint8 array as ``cv2.imread`` gives)."""
         batch, meta = self.preprocess(read_image(image))
-        dets, labels = self.session.run(self.output_names[:2], {self.input_name: batch})[:2]
+        dets, labels = self.engine(batch)[:2]
         return self.postprocess(dets[0], labels[0], meta)
 
     def postprocess(self, dets: np.ndarray, labels: np.ndarray, meta: dict) -> Detections:

@@ -1,8 +1,10 @@
-"""tools/deploy.py (mmdeploy end-to-end ONNX), the torch-free runtime and its accuracy, in the mmdeploy stack.
+"""tools/deploy.py (mmdeploy end-to-end ONNX, OpenVINO IR), the torch-free runtime and its accuracy, in the mmdeploy
+stack.
 
 These tests run in ``.venv-deploy`` (``tools/run_tests.sh --stack deploy``; part of ``make test``): mmdeploy pins
 protobuf 3.20.2, so it has a venv of its own. The torch-free check runs ``tools/infer_onnx.py`` in
-``.venv-runtime``, a venv with numpy, OpenCV and ONNX Runtime only.
+``.venv-runtime``, a venv with numpy, OpenCV, ONNX Runtime and OpenVINO only. Both engines of
+``mmghost.deploy.Detector`` (ONNX Runtime, OpenVINO) are held to PyTorch's boxes.
 """
 import json
 import os
@@ -31,6 +33,7 @@ TINY_MODEL = """model = dict(backbone=dict(widen_factor=0.5), neck=dict(in_chann
 randomness = dict(seed=0)
 """
 IMAGE_SIZE = 128
+ENGINES = ['onnxruntime', 'openvino']
 
 
 def run_tool(*args, python=sys.executable, timeout=600):
@@ -66,7 +69,7 @@ def trained(tmp_path_factory):
 def exported(trained):
     out = trained['base'] / 'model'
     output = run_tool('tools/deploy.py', trained['config'], trained['checkpoint'], str(out), '--int8',
-                      '--calib-images', '8')
+                      '--calib-images', '8', '--backend', 'openvino')
     return dict(trained, model_dir=str(out), output=output)
 
 
@@ -76,8 +79,8 @@ def val_images(trained, count=4):
 
 def test_deploy_writes_a_whole_detector_in_standard_onnx_ops(exported):
     model_dir = exported['model_dir']
-    for name in ('end2end.onnx', 'end2end_int8.onnx', 'pipeline.json', 'deploy.json', 'detail.json',
-                 'mmghost.json'):
+    for name in ('end2end.onnx', 'end2end_int8.onnx', 'end2end.xml', 'end2end.bin', 'pipeline.json', 'deploy.json',
+                 'detail.json', 'mmghost.json'):
         assert osp.isfile(osp.join(model_dir, name)), name
     model = onnx.load(osp.join(model_dir, 'end2end.onnx'))
     assert [o.name for o in model.graph.output] == ['dets', 'labels']
@@ -86,7 +89,17 @@ def test_deploy_writes_a_whole_detector_in_standard_onnx_ops(exported):
     assert {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}  # no custom op library needed
     with open(osp.join(model_dir, 'mmghost.json')) as f:
         assert json.load(f) == dict(classes=['circle', 'square', 'triangle'], clip_border=True)
-    assert 'ONNX Runtime ran' in exported['output']
+    assert 'ONNX Runtime ran' in exported['output'] and 'OpenVINO ran' in exported['output']
+
+
+def test_openvino_ir_keeps_fp32_weights_and_dynamic_input(exported):
+    import openvino as ov
+    model = ov.Core().read_model(osp.join(exported['model_dir'], 'end2end.xml'))
+    assert model.is_dynamic()  # any image size, as end2end.onnx
+    assert [output.get_any_name() for output in model.outputs][:2] == ['dets', 'labels']
+    constants = [op for op in model.get_ordered_ops() if op.get_type_name() == 'Constant' and op.get_output_size()
+                 and op.get_output_element_type(0).is_real()]
+    assert constants and all(op.get_output_element_type(0) == ov.Type.f32 for op in constants)  # no fp16 weights
 
 
 def test_onnx_map_equals_pytorch_map_within_0_005(exported, tmp_path):
@@ -101,13 +114,14 @@ def test_onnx_map_equals_pytorch_map_within_0_005(exported, tmp_path):
         assert abs(onnx_metrics[key] - torch_metrics[key]) <= 0.005, key
 
 
-def test_onnx_boxes_equal_pytorch_boxes_to_1e_3_px(exported):
+@pytest.mark.parametrize('engine', ENGINES)
+def test_exported_boxes_equal_pytorch_boxes_to_1e_3_px(exported, engine):
     from test_onnx import pytorch_predictor
 
     from mmghost.deploy import Detector
     from mmghost.engine import load_config
     predict = pytorch_predictor(load_config(exported['config']), exported['checkpoint'])
-    detector = Detector(exported['model_dir'])
+    detector = Detector(exported['model_dir'], engine=engine)
     compared = 0
     for path in val_images(exported):
         ours, theirs = detector(path), predict(path)
@@ -116,27 +130,30 @@ def test_onnx_boxes_equal_pytorch_boxes_to_1e_3_px(exported):
         assert len(ours.boxes) == len(theirs.boxes)
         for box, score, label in zip(theirs.boxes, theirs.scores, theirs.labels):
             same = (ours.labels == label) & (np.abs(ours.boxes - box).max(axis=1) <= 1e-3)
-            assert same.any(), f'{path}: PyTorch box {box} ({score:.3f}) has no ONNX twin'
+            assert same.any(), f'{path}: PyTorch box {box} ({score:.3f}) has no {engine} twin'
             assert np.abs(ours.scores[same] - score).min() <= 1e-4
             compared += 1
     assert compared >= 20, f'only {compared} detections compared'
 
 
-def test_infer_onnx_runs_where_torch_is_not_installed(exported, tmp_path):
+@pytest.mark.parametrize('engine', ENGINES)
+def test_infer_onnx_runs_where_torch_is_not_installed(exported, tmp_path, engine):
     assert osp.isfile(RUNTIME_PYTHON), 'tools/setup_env.sh deploy builds .venv-runtime; run it'
     probe = subprocess.run([RUNTIME_PYTHON, '-c', 'import torch'], capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
     images = val_images(exported, count=2)
     out_dir = tmp_path / 'out'
     output = run_tool('tools/infer_onnx.py', exported['model_dir'], *images, '--out-dir', str(out_dir),
-                      '--score-thr', '0.1', python=RUNTIME_PYTHON)
+                      '--score-thr', '0.1', '--engine', engine, python=RUNTIME_PYTHON)
     assert output.count('detections with score >=') == len(images)
-    loaded = run_tool('-c', 'import sys, mmghost.deploy, tools.infer_onnx; print(sorted({m.split(".")[0] for m in '
-                      'sys.modules} & {"torch", "mmengine", "mmcv", "mmdet"}))', python=RUNTIME_PYTHON)
+    loaded = run_tool('-c', 'import sys, mmghost.deploy, tools.infer_onnx; from mmghost.deploy import Detector; '
+                      f'Detector(sys.argv[1], engine="{engine}"); print(sorted({{m.split(".")[0] for m in '
+                      'sys.modules} & {"torch", "mmengine", "mmcv", "mmdet"}))', exported['model_dir'],
+                      python=RUNTIME_PYTHON)
     assert loaded.strip().splitlines()[-1] == '[]'
 
     from mmghost.deploy import Detector
-    detector = Detector(exported['model_dir'])
+    detector = Detector(exported['model_dir'], engine=engine)
     for path in images:
         name = osp.splitext(osp.basename(path))[0]
         picture = cv2.imread(str(out_dir / f'{name}.png'))
@@ -144,7 +161,7 @@ def test_infer_onnx_runs_where_torch_is_not_installed(exported, tmp_path):
         written = json.loads((out_dir / f'{name}.json').read_text())['detections']
         here = detector(path).to_json(detector.classes)
         assert len(written) == len(here) > 0
-        for a, b in zip(written, here):  # another onnxruntime version: same boxes up to rounding
+        for a, b in zip(written, here):  # another onnxruntime/openvino version: same boxes up to rounding
             assert a['label'] == b['label'] and a['class'] == b['class']
             assert np.allclose(a['bbox'], b['bbox'], atol=0.02) and abs(a['score'] - b['score']) <= 2e-4
 
@@ -211,15 +228,22 @@ def test_int8_model_quantises_the_dense_convs_and_keeps_detecting(exported):
 def test_static_shape_export_stretches_to_the_fixed_input(trained, tmp_path):
     from mmghost.deploy import Detector
     out = tmp_path / 'static'
-    run_tool('tools/deploy.py', trained['config'], trained['checkpoint'], str(out), '--shape', '96', '128')
+    import openvino as ov
+    run_tool('tools/deploy.py', trained['config'], trained['checkpoint'], str(out), '--shape', '96', '128',
+             '--backend', 'openvino')
     model = onnx.load(str(out / 'end2end.onnx'))
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 96, 128]
-    detector = Detector(str(out))
-    assert detector.preprocess.scale == (128, 96) and not detector.preprocess.keep_ratio
-    detections = detector(trained['wide'])
+    assert list(ov.Core().read_model(str(out / 'end2end.xml')).inputs[0].get_shape()) == [1, 3, 96, 128]
     height, width = cv2.imread(trained['wide']).shape[:2]
-    assert (detections.boxes[:, 2] <= width).all() and (detections.boxes[:, 3] <= height).all()
+    found = {}
+    for engine in ENGINES:
+        detector = Detector(str(out), engine=engine)
+        assert detector.preprocess.scale == (128, 96) and not detector.preprocess.keep_ratio
+        found[engine] = detections = detector(trained['wide'])
+        assert (detections.boxes[:, 2] <= width).all() and (detections.boxes[:, 3] <= height).all()
+    assert len(found['openvino'].boxes) == len(found['onnxruntime'].boxes) > 0
+    np.testing.assert_allclose(found['openvino'].boxes, found['onnxruntime'].boxes, atol=1e-3)
 
 
 # Untrained detectors give near-equal scores to many boxes; keep every candidate (no score threshold, nms_pre
@@ -253,7 +277,8 @@ SLOW = {'demo/retinanet_ghostnet-ghost-head_shapes.py', 'ghost_resnet/retinanet_
 @pytest.mark.parametrize('config', [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c
                                     for c in FAMILY_OPTIONS])
 def test_family_detector_exports_and_matches_pytorch(config, tmp_path):
-    """The other detectors of our configs go through mmdeploy too (random weights), and keep PyTorch's boxes."""
+    """The other detectors of our configs go through mmdeploy too (random weights), and keep PyTorch's boxes in
+    both engines."""
     import torch
     from mmengine.config import DictAction
     from test_onnx import pytorch_predictor
@@ -276,19 +301,20 @@ def test_family_detector_exports_and_matches_pytorch(config, tmp_path):
     checkpoint = tmp_path / 'random.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
     out = tmp_path / 'model'
-    run_tool('tools/deploy.py', config, str(checkpoint), str(out), '--cfg-options', *options)
-    detector = Detector(str(out))
+    run_tool('tools/deploy.py', config, str(checkpoint), str(out), '--backend', 'openvino', '--cfg-options', *options)
     image = tmp_path / 'image.png'
     rng = np.random.default_rng(0)
     cv2.imwrite(str(image), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))  # no padding needed
-    ours, theirs = detector(str(image)), pytorch_predictor(cfg, str(checkpoint))(str(image))
+    theirs = pytorch_predictor(cfg, str(checkpoint))(str(image))
     assert len(theirs.boxes) >= 10
-    np.testing.assert_allclose(ours.scores[:10], theirs.scores[:10], rtol=1e-4)
-    compared = 0
-    for box, score, label in zip(theirs.boxes[:10], theirs.scores[:10], theirs.labels[:10]):
-        if (np.abs(theirs.scores - score) <= 1e-6).sum() > 1:
-            continue  # tied scores: which of the tied boxes NMS keeps is arbitrary
-        same = (ours.labels == label) & (np.abs(ours.boxes - box).max(axis=1) <= 1e-3)
-        assert same.any(), f'PyTorch box {box} ({score:.5f}) has no ONNX twin'
-        compared += 1
-    assert compared >= 1
+    for engine in ENGINES:
+        ours = Detector(str(out), engine=engine)(str(image))
+        np.testing.assert_allclose(ours.scores[:10], theirs.scores[:10], rtol=1e-4, err_msg=engine)
+        compared = 0
+        for box, score, label in zip(theirs.boxes[:10], theirs.scores[:10], theirs.labels[:10]):
+            if (np.abs(theirs.scores - score) <= 1e-6).sum() > 1:
+                continue  # tied scores: which of the tied boxes NMS keeps is arbitrary
+            same = (ours.labels == label) & (np.abs(ours.boxes - box).max(axis=1) <= 1e-3)
+            assert same.any(), f'PyTorch box {box} ({score:.5f}) has no {engine} twin'
+            compared += 1
+        assert compared >= 1
