@@ -130,6 +130,20 @@ def test_unsupported_ratio_keeps_the_plain_form():
         deploy_model(copy.deepcopy(model), channels_last=False, form='split')
 
 
+def test_repghostnet_keeps_the_plain_form_and_equals_eval_mode():
+    """RepGhost's module adds instead of concatenating: `auto` leaves it plain, an explicit form is refused."""
+    from mmghost.models import RepGhostNet
+    model = _random_norms(RepGhostNet(out_indices=(2, 3, 4)))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        refs = model(x)
+        auto = deploy_model(copy.deepcopy(model), channels_last=False)
+        assert getattr(auto, 'deploy_form', None) is None
+        _assert_close_to_scale(auto(x), refs)
+    with pytest.raises(ValueError, match='concatenation'):
+        deploy_model(copy.deepcopy(model), channels_last=False, form='split')
+
+
 def test_bad_form_arguments():
     model = deploy_model(GhostNet().eval(), channels_last=False, form='plain')
     with pytest.raises(ValueError, match='form'):

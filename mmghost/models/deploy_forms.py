@@ -240,6 +240,9 @@ class FormGhost(nn.Module):
 
     def __init__(self, module: nn.Module, in_layout: Layout, block: int, form: str):
         super().__init__()
+        if not hasattr(module, 'intrinsic_channels'):
+            # RepGhost's module adds instead of concatenating: nothing for a form to remove
+            raise UnsupportedForm(f'{type(module).__name__} has no Ghost concatenation')
         m = module.intrinsic_channels
         if module.ghost_channels != m or module.out_channels != 2 * m:
             raise UnsupportedForm(f'Ghost ratio other than 2 ({module.out_channels} channels from {m})')
