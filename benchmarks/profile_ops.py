@@ -48,6 +48,11 @@ def parse_args(argv=None):
     parser.add_argument('--runtimes', nargs='*', default=['ort', 'openvino', 'torch'],
                         choices=['ort', 'openvino', 'torch'], help='none: only count the exported graphs\' conv work')
     parser.add_argument('--runs', type=int, default=8, help='profiled runs per model (after 2 warm-up runs)')
+    parser.add_argument('--onnx', nargs='+', metavar='FILE',
+                        help='profile these exported graphs instead (e.g. the detectors benchmarks/latency.py '
+                        'exported under work_dirs/latency/full/*/*/model/end2end.onnx), input --shape')
+    parser.add_argument('--shape', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'),
+                        help='input of the --onnx graphs (default: 320 320)')
     parser.add_argument('--out', default=osp.join(ROOT, 'benchmarks', 'results', 'profile_ops.json'))
     return parser.parse_args(argv)
 
@@ -238,6 +243,21 @@ def main(argv=None):
     if 'openvino' in args.runtimes and 'openvino' not in runtimes:
         print('openvino is not importable: its profile is skipped')
     results = dict(environment=environment(), command=' '.join(sys.argv), cases={})
+    if args.onnx:  # graphs exported elsewhere (whole detectors): profile them as they are
+        x = np.random.default_rng(0).standard_normal((1, 3, *args.shape)).astype(np.float32)
+        case = 'x'.join(map(str, args.shape))
+        results['cases'][case] = case_results = {}
+        for path in args.onnx:
+            name = osp.relpath(path, ROOT)
+            case_results[name] = dict(graph=conv_work(path))
+            if 'ort' in runtimes:
+                case_results[name]['ort'] = profile_ort(path, x, args.runs)
+            if 'openvino' in runtimes:
+                case_results[name]['openvino'] = profile_openvino(path, x, args.runs)
+            for runtime, result in case_results[name].items():
+                if runtime != 'graph':
+                    print_top(case, name, runtime, result)
+        args.cases = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:
             shape = CASES[case]['shape']
