@@ -30,9 +30,11 @@ Runtimes:
   fold batch norms themselves), detectors by tools/deploy.py (``export`` then ``to_openvino``), run by
   ``mmghost.deploy.Detector``. OpenVINO compiles each graph for the input shape it is given (its engine's default).
 
-Post-processing is made the same for every detector: ``score_thr=0`` (every box passes) and ``nms_pre`` as the
-configs have it (1000 per level), so that each model hands its NMS the same number of candidates (RetinaNet: 1000
+Post-processing gets the same input size for every detector: ``score_thr=0`` (every box passes) and ``nms_pre`` as
+the configs have it (1000 per level), so that each model hands its NMS the same number of candidates (RetinaNet: 1000
 per level, 5 levels; both SSDLites: the same anchors) whatever its untrained scores, and keeps ``max_per_img`` boxes.
+NMS's time still depends on how the boxes overlap: with random heads it differs between models (SSDLite at 320x320:
+docs/deploy.md, "Where the time goes").
 
 Timing: benchmarks/deploy_benchmark.py's ``time_modes``: every case warmed up, then rounds that run every case of a
 block once, interleaved, with a pause before each run; medians (and mins). One block per input and thread count
